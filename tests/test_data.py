@@ -1,0 +1,177 @@
+"""The loader on the real Fashion-MNIST (Debian's offline copy)."""
+import gzip
+import shutil
+
+import pytest
+import torch
+
+from d2l_densenet import data as D
+from d2l_densenet import load_data_fashion_mnist
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    return D.fashion_mnist_datasets()
+
+
+def test_found_and_verified():
+    root = D.find_fashion_mnist()
+    raw = root / "FashionMNIST" / "raw"
+    for name in D.FASHION_MNIST_MD5:
+        assert (raw / name).is_file()
+
+
+def test_class_counts(datasets):
+    train, test = datasets
+    assert len(train) == 60_000 and len(test) == 10_000
+    assert torch.bincount(train.targets).tolist() == [6000] * 10
+    assert torch.bincount(test.targets).tolist() == [1000] * 10
+
+
+@pytest.mark.parametrize("resize,side", [(None, 28), (32, 32)])
+def test_batches(resize, side):
+    train_iter, test_iter = load_data_fashion_mnist(
+        64, resize=resize, num_workers=0)
+    X, y = next(iter(train_iter))
+    assert X.shape == (64, 1, side, side) and X.dtype == torch.float32
+    assert y.shape == (64,) and y.dtype == torch.int64
+    assert 0 <= X.min() and X.max() <= 1 and X.max() > 0.5
+    assert len(test_iter) == -(-10_000 // 64)
+
+
+@pytest.mark.parametrize("resize", [None, 32, 96])
+def test_fast_path_equals_torchvision_path(resize):
+    """Same images in the same order (test set, unshuffled); with resize,
+    equal up to PIL's rounding to uint8 (at most 1/255)."""
+    _, slow = load_data_fashion_mnist(500, resize=resize, num_workers=0)
+    _, fast = load_data_fashion_mnist(500, resize=resize, fast=True,
+                                      device="cpu")
+    assert len(slow) == len(fast)
+    for i, ((X, y), (Xf, yf)) in enumerate(zip(slow, fast)):
+        assert torch.equal(y, yf)
+        assert X.shape == Xf.shape and Xf.dtype == torch.float32
+        tol = 0 if resize is None else 1 / 255 + 1e-6
+        assert (X - Xf).abs().max() <= tol
+        if i == 3:
+            break
+
+
+def test_fast_path_shuffles_per_epoch_reproducibly():
+    train_iter, _ = load_data_fashion_mnist(256, fast=True, device="cpu")
+    torch.manual_seed(1)
+    a = next(iter(train_iter))[1]
+    b = next(iter(train_iter))[1]
+    torch.manual_seed(1)
+    c = next(iter(train_iter))[1]
+    assert not torch.equal(a, b)
+    assert torch.equal(a, c)
+    assert len(train_iter) == -(-60_000 // 256)
+
+
+def test_subset_is_class_balanced_and_fixed():
+    train_iter, test_iter = load_data_fashion_mnist(
+        100, fast=True, device="cpu", subset=1000, test_subset=205)
+    ys = torch.cat([y for _, y in train_iter])
+    assert len(ys) == 1000
+    assert torch.bincount(ys).tolist() == [100] * 10
+    yt = torch.cat([y for _, y in test_iter])
+    assert torch.bincount(yt).tolist() == [21] * 5 + [20] * 5
+    slow_train, _ = load_data_fashion_mnist(100, subset=1000, num_workers=0)
+    assert len(slow_train.dataset) == 1000
+
+
+@pytest.mark.parametrize("n", [0, 5, 60_001, 2.5])
+def test_bad_subset(n):
+    with pytest.raises(ValueError, match="subset must be an int between"):
+        load_data_fashion_mnist(10, fast=True, device="cpu", subset=n)
+
+
+@pytest.mark.parametrize("bs", [0, -1, 1.5])
+def test_bad_batch_size(bs):
+    with pytest.raises(ValueError, match="batch_size must be a positive"):
+        load_data_fashion_mnist(bs)
+
+
+# --- where the data comes from ----------------------------------------------
+
+@pytest.fixture
+def gz_copy(tmp_path):
+    """A flat folder with the four .gz files, as Debian ships them."""
+    for name in D.FASHION_MNIST_MD5:
+        shutil.copy(D.DEBIAN_DIR / (name + ".gz"), tmp_path)
+    return tmp_path
+
+
+def test_explicit_root_with_gz_files(gz_copy, tmp_path_factory,
+                                     monkeypatch):
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("D2L_DENSENET_CACHE", str(cache))
+    root = D.find_fashion_mnist(gz_copy, download=False)
+    assert root == cache / "fashion-mnist"
+    train, _ = D.fashion_mnist_datasets(root=gz_copy, download=False)
+    assert len(train) == 60_000
+
+
+def test_env_var_is_used(gz_copy, tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("D2L_DENSENET_CACHE", str(cache))
+    monkeypatch.setenv("D2L_DENSENET_DATA", str(gz_copy))
+    assert D.find_fashion_mnist(download=False) == cache / "fashion-mnist"
+
+
+def test_torchvision_layout_used_in_place(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in D.FASHION_MNIST_MD5:
+        with gzip.open(D.DEBIAN_DIR / (name + ".gz"), "rb") as f:
+            (raw / name).write_bytes(f.read())
+    assert D.find_fashion_mnist(tmp_path, download=False) == tmp_path
+
+
+def test_no_data_no_network_gives_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # ../data holds nothing
+    monkeypatch.setattr(D, "DEBIAN_DIR", tmp_path / "no-debian")
+    with pytest.raises(D.DataNotFoundError) as err:
+        D.find_fashion_mnist(tmp_path / "empty")
+    msg = str(err.value)
+    assert "downloading it into" in msg
+    assert "apt-get install dataset-fashion-mnist" in msg
+    assert "D2L_DENSENET_DATA" in msg
+
+
+def test_no_data_without_download(tmp_path):
+    with pytest.raises(D.DataNotFoundError, match="download=False"):
+        D.find_fashion_mnist(tmp_path, download=False)
+
+
+def test_corrupt_file_is_refused(tmp_path, tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("D2L_DENSENET_CACHE",
+                       str(tmp_path_factory.mktemp("cache")))
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in D.FASHION_MNIST_MD5:
+        with gzip.open(D.DEBIAN_DIR / (name + ".gz"), "rb") as f:
+            payload = bytearray(f.read())
+        if name == "t10k-images-idx3-ubyte":
+            payload[5000] ^= 0xFF   # one flipped byte
+        (raw / name).write_bytes(bytes(payload))
+    with pytest.raises(D.CorruptDataError,
+                       match=r"t10k-images-idx3-ubyte is corrupt .* md5"):
+        load_data_fashion_mnist(10, root=tmp_path)
+
+
+def test_truncated_gz_is_refused(gz_copy, tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("D2L_DENSENET_CACHE",
+                       str(tmp_path_factory.mktemp("cache")))
+    bad = gz_copy / "train-labels-idx1-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:1000])
+    with pytest.raises(D.CorruptDataError,
+                       match="train-labels-idx1-ubyte.gz"):
+        D.find_fashion_mnist(gz_copy, download=False)
+    # nothing half-written is left behind in the cache
+    raw = D._cache_dir() / "fashion-mnist" / "FashionMNIST" / "raw"
+    assert not (raw / "train-labels-idx1-ubyte").exists()
+
+
+def test_text_labels():
+    assert D.get_fashion_mnist_labels([0, 9]) == ["t-shirt", "ankle boot"]

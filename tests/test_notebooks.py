@@ -1,0 +1,41 @@
+"""Every notebook runs in smoke mode on the real data, twice in a row in
+one kernel, and is committed without outputs."""
+import json
+from pathlib import Path
+
+import pytest
+
+from d2l_densenet.run_notebooks import NOTEBOOKS, execute
+
+PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
+def test_committed_without_outputs(path: Path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code, "a notebook without code cells"
+    for c in code:
+        assert not c.get("outputs"), f"outputs in cell {c['source'][:60]}"
+        assert c.get("execution_count") is None
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
+def test_notebook_conventions(path: Path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = ["".join(c["source"]) for c in nb["cells"]]
+    text = "\n".join(cells)
+    assert "colab.research.google.com" in cells[0], "Open in Colab badge"
+    assert "google.colab" in text, "Colab install cell"
+    assert "D2L_DENSENET_MODE" in text or "run_mode(" in text, \
+        "parameters cell"
+    for i, c in enumerate(nb["cells"]):
+        if c["cell_type"] == "code":
+            for line in "".join(c["source"]).splitlines():
+                assert len(line) <= 79, f"cell {i}: line > 79: {line}"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
+def test_notebook_runs_twice_in_smoke_mode(path: Path):
+    execute(path, "smoke", timeout=600, repeat=2)
