@@ -228,3 +228,9 @@ def resnet18(in_channels: int = 1, num_classes: int = 10) -> ResNet:
     """The book's ResNet-18 (11,178,378 parameters for 1 channel, 10
     classes)."""
     return ResNet(in_channels=in_channels, num_classes=num_classes)
+
+
+# --- The paper's DenseNet-BC family (exercise 4) ----------------------------
+
+
+# --- DenseMLP (exercise 5) --------------------------------------------------

@@ -11,7 +11,7 @@ import os
 
 import torch
 
-__all__ = ["MODES", "run_mode", "default_device"]
+__all__ = ["MODES", "run_mode", "default_device", "choose"]
 
 MODES = ("gpu", "cpu", "smoke")
 ENV = "D2L_DENSENET_MODE"
@@ -34,3 +34,28 @@ def run_mode(mode: str | None = None) -> str:
         raise ValueError(f"{ENV}=gpu but no CUDA device is available; use "
                          f"cpu or smoke")
     return mode
+
+
+def choose(settings: dict[str, dict], mode: str | None = None):
+    """Pick this run's settings from ``{"gpu": {...}, "cpu": {...},
+    "smoke": {...}}`` and say on screen which ones are in force.
+
+    Returns ``(mode, device, settings)``. A notebook's parameters cell is
+    one call to this function.
+    """
+    missing = [m for m in MODES if m not in settings]
+    if missing:
+        raise ValueError(f"settings for mode(s) {missing} are missing; "
+                         f"give one dict for each of {MODES}")
+    mode = run_mode(mode)
+    device = default_device()
+    chosen = dict(settings[mode])
+    shown = ", ".join(f"{k}={v}" for k, v in chosen.items())
+    if mode == "gpu":
+        note = "the book's settings"
+    else:
+        book = ", ".join(f"{k}={v}" for k, v in settings["gpu"].items())
+        note = (f"reduced from the GPU settings ({book}); results differ "
+                f"from the book")
+    print(f"{mode.upper()} mode on {device}: {shown}\n({note})")
+    return mode, device, chosen
