@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
-# CI runs notebooks in smoke mode; `make run` picks the device's mode.
+# `make run MODE=cpu|gpu|smoke` overrides the mode chosen from the device.
 MODE ?=
 
 .PHONY: install run test lab lint benchmark clean
@@ -25,7 +25,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m d2l_densenet.train
+	$(PY) -m d2l_densenet.run_notebooks $(if $(MODE),--mode $(MODE))
 
 test: $(STAMP)
 	$(PY) -m pytest; rc=$$?; \

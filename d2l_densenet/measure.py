@@ -17,6 +17,7 @@ instead of it.
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import statistics
 import sys
@@ -166,6 +167,9 @@ def _cpu_allocator_peak(fn) -> int:
     """Peak bytes allocated by PyTorch's CPU allocator while ``fn`` runs,
     above what was allocated when it started."""
     from torch.profiler import ProfilerActivity, profile
+
+    # Keep the profiler's own log lines (read at start-up) off the output.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True,
                  record_shapes=False) as prof:
         fn()

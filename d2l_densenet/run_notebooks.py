@@ -16,6 +16,9 @@ from pathlib import Path
 
 from .settings import ENV, MODES, run_mode
 
+#: Lines a notebook prints with this prefix are its headline results;
+#: ``make run`` repeats them at the end.
+HEADLINE = "==> "
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -44,6 +47,17 @@ def execute(path: Path, mode: str, timeout: int = 3600, repeat: int = 1):
     return nb
 
 
+def headlines(nb) -> list[str]:
+    """The headline lines (``HEADLINE`` prefix) a notebook printed."""
+    lines = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                lines += [line for line in out.get("text", "").splitlines()
+                          if line.startswith(HEADLINE)]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m d2l_densenet.run_notebooks")
     p.add_argument("notebooks", nargs="*", type=Path,
@@ -63,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"Executing {len(paths)} notebook(s) in {mode} mode into "
           f"{args.out}/", flush=True)
-    failed = []
+    failed, summary = [], []
     for path in paths:
         start = time.perf_counter()
         try:
@@ -77,8 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         nbformat.write(nb, target)
         html, _ = HTMLExporter().from_notebook_node(nb)
         target.with_suffix(".html").write_text(html, encoding="utf-8")
-        print(f"  {path.name}: {time.perf_counter() - start:.0f} s -> "
-              f"{target} (+ .html)", flush=True)
+        seconds = time.perf_counter() - start
+        print(f"  {path.name}: {seconds:.0f} s -> {target} (+ .html)",
+              flush=True)
+        summary.append((path.name, seconds, headlines(nb)))
+    print(f"\nHeadline results ({mode} mode):")
+    for name, seconds, lines in summary:
+        print(f"{name} ({seconds:.0f} s)")
+        for line in lines:
+            print("  " + line[len(HEADLINE):])
     if failed:
         print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}",
               file=sys.stderr)

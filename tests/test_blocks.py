@@ -84,3 +84,18 @@ def test_memory_efficient_dense_block_same_values_and_gradients():
         assert torch.allclose(p1.grad, p2.grad, atol=1e-4), n
     with torch.no_grad():
         assert torch.equal(plain(X1), ckpt(X1))
+
+
+def test_memory_efficient_counts_each_batch_once_in_batchnorm():
+    """Recomputing in backward must not update the running statistics a
+    second time: after one training step both blocks agree."""
+    torch.manual_seed(0)
+    plain = DenseBlock(2, 3, 4)
+    ckpt = DenseBlock(2, 3, 4, memory_efficient=True)
+    ckpt.load_state_dict(plain.state_dict())
+    X = torch.randn(4, 3, 5, 5, requires_grad=True)
+    plain(X).sum().backward()
+    ckpt(X).sum().backward()
+    for (name, b1), b2 in zip(plain.named_buffers(), ckpt.buffers()):
+        assert torch.equal(b1, b2), name
+    assert int(ckpt.net[0][0].num_batches_tracked) == 1

@@ -27,7 +27,7 @@ def test_notebook_conventions(path: Path):
     text = "\n".join(cells)
     assert "colab.research.google.com" in cells[0], "Open in Colab badge"
     assert "google.colab" in text, "Colab install cell"
-    assert "D2L_DENSENET_MODE" in text or "run_mode(" in text, \
+    assert "choose(" in text or "run_mode(" in text, \
         "parameters cell"
     for i, c in enumerate(nb["cells"]):
         if c["cell_type"] == "code":
@@ -39,3 +39,16 @@ def test_notebook_conventions(path: Path):
 @pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
 def test_notebook_runs_twice_in_smoke_mode(path: Path):
     execute(path, "smoke", timeout=600, repeat=2)
+
+
+def test_headlines_are_collected():
+    import nbformat
+
+    from d2l_densenet.run_notebooks import HEADLINE, headlines
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(1)")
+    cell.outputs = [nbformat.v4.new_output(
+        "stream", name="stdout",
+        text=f"noise\n{HEADLINE}test acc 0.9\n")]
+    nb.cells = [cell, nbformat.v4.new_markdown_cell(f"{HEADLINE}no")]
+    assert headlines(nb) == [f"{HEADLINE}test acc 0.9"]
