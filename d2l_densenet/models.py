@@ -23,11 +23,20 @@ from .blocks import (
     DenseBlockBC,
     DenseLayerBC,
     TransitionBC,
+    _check_positive_int,
     transition_block,
 )
 
 __all__ = ["CheckedInput", "DenseNet", "Residual", "ResNet", "densenet",
            "resnet18"]
+
+
+def _check_arch(arch, what: str) -> None:
+    """``arch`` lists block sizes: a non-empty sequence of positive ints."""
+    if not arch or any(isinstance(n, bool) or not isinstance(n, int)
+                       or n < 1 for n in arch):
+        raise ValueError(f"arch must be a non-empty sequence of positive "
+                         f"ints ({what}), got {arch!r}")
 
 
 class CheckedInput:
@@ -121,11 +130,7 @@ class DenseNet(CheckedInput, nn.Sequential):
                  transition_pool: str = "avg",
                  memory_efficient: bool = False) -> None:
         super().__init__()
-        if not arch or any(isinstance(n, bool) or not isinstance(n, int)
-                           or n < 1 for n in arch):
-            raise ValueError(
-                f"arch must be a non-empty sequence of positive ints "
-                f"(convs per dense block), got {arch!r}")
+        _check_arch(arch, "convs per dense block")
         self.in_channels = in_channels
         self.add_module("b1", nn.Sequential(
             nn.Conv2d(in_channels, num_channels, kernel_size=7, stride=2,
@@ -631,12 +636,6 @@ def transition_linear_block(input_features: int,
                          nn.Linear(input_features, num_features))
 
 
-def _check_positive_ints(**kwargs) -> None:
-    for name, v in kwargs.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-
-
 class DenseMLP(nn.Sequential):
     """A DenseNet for feature vectors: stem ``Linear(in_features,
     num_features)``, dense blocks ``dense_blk{i}`` with transitions
@@ -648,15 +647,11 @@ class DenseMLP(nn.Sequential):
                  dropout: float = 0.0, compression: float = 0.5,
                  num_outputs: int = 1) -> None:
         super().__init__()
-        _check_positive_ints(in_features=in_features,
-                             num_features=num_features,
-                             growth_rate=growth_rate,
-                             num_outputs=num_outputs)
-        if not arch or any(isinstance(n, bool) or not isinstance(n, int)
-                           or n < 1 for n in arch):
-            raise ValueError(
-                f"arch must be a non-empty sequence of positive ints "
-                f"(layers per dense block), got {arch!r}")
+        _check_positive_int(in_features=in_features,
+                            num_features=num_features,
+                            growth_rate=growth_rate,
+                            num_outputs=num_outputs)
+        _check_arch(arch, "layers per dense block")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if not 0 < compression <= 1:
