@@ -39,6 +39,19 @@ def _check_arch(arch, what: str) -> None:
                          f"ints ({what}), got {arch!r}")
 
 
+def _check_tensor(X, owner: str, layout: str, single: str) -> None:
+    """``X`` must be a tensor with as many dimensions as ``layout`` (a
+    string like "(batch, 1, height, width)") names."""
+    ndim = layout.count(",") + 1
+    if not isinstance(X, torch.Tensor):
+        raise TypeError(f"{owner} expects a torch.Tensor of shape {layout},"
+                        f" got {type(X).__name__}")
+    if X.dim() != ndim:
+        raise ValueError(
+            f"{owner} expects a {ndim}-D tensor {layout}, got {X.dim()}-D "
+            f"shape {tuple(X.shape)}; for {single} use X.unsqueeze(0)")
+
+
 class CheckedInput:
     """Mixin for models that check their input before running.
 
@@ -91,17 +104,9 @@ class CheckedInput:
         with H and W large enough for the model's down-sampling."""
         if self._probing:
             return
-        if not isinstance(X, torch.Tensor):
-            raise TypeError(
-                f"{type(self).__name__} expects a torch.Tensor of shape "
-                f"(batch, {self.in_channels}, height, width), got "
-                f"{type(X).__name__}")
-        if X.dim() != 4:
-            raise ValueError(
-                f"{type(self).__name__} expects a 4-D tensor (batch, "
-                f"{self.in_channels}, height, width), got {X.dim()}-D "
-                f"shape {tuple(X.shape)}; for a single image use "
-                f"X.unsqueeze(0)")
+        _check_tensor(X, type(self).__name__,
+                      f"(batch, {self.in_channels}, height, width)",
+                      "a single image")
         if X.shape[1] != self.in_channels:
             raise ValueError(
                 f"{type(self).__name__} was built for {self.in_channels} "
@@ -678,15 +683,8 @@ class DenseMLP(nn.Sequential):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
-        if not isinstance(X, torch.Tensor):
-            raise TypeError(f"{name} expects a torch.Tensor of shape "
-                            f"(batch, {self.in_features}), got "
-                            f"{type(X).__name__}")
-        if X.dim() != 2:
-            raise ValueError(
-                f"{name} expects a 2-D tensor (batch, {self.in_features}), "
-                f"got {X.dim()}-D shape {tuple(X.shape)}; for one example "
-                f"use X.unsqueeze(0)")
+        _check_tensor(X, name, f"(batch, {self.in_features})",
+                      "one example")
         if not X.is_floating_point():
             raise TypeError(
                 f"{name} expects floating-point features, got {X.dtype}; "
