@@ -75,19 +75,32 @@ class DenseBlock(nn.Module):
     def _forward_checkpointed(self, X: torch.Tensor) -> torch.Tensor:
         features = [X]
         for blk in self.net:
-            calls = []
-
-            def run(*inputs, blk=blk, calls=calls):
-                calls.append(1)
-                if len(calls) == 1:          # the forward pass
-                    return blk(torch.cat(inputs, dim=1))
-                # The recomputation in backward: same numbers, but the
-                # BatchNorm running statistics were updated once already.
-                with _batchnorm_stats_kept(blk):
-                    return blk(torch.cat(inputs, dim=1))
-            features.append(checkpoint.checkpoint(run, *features,
-                                                  use_reentrant=False))
+            features.append(checkpoint_batchnorm_once(
+                lambda *inputs, blk=blk: blk(torch.cat(inputs, dim=1)),
+                blk, *features))
         return torch.cat(features, dim=1)
+
+
+def checkpoint_batchnorm_once(fn, module: nn.Module,
+                              *inputs: torch.Tensor) -> torch.Tensor:
+    """``torch.utils.checkpoint`` of ``fn(*inputs)`` (non-reentrant) whose
+    recomputation in backward leaves the running statistics of the
+    BatchNorm layers in ``module`` as the forward pass left them, so each
+    batch is counted once (torchvision's memory-efficient DenseNet counts
+    it twice)."""
+    if torch.compiler.is_compiling():
+        # Compiled graphs recompute without re-running Python and apply
+        # the running-statistics update once.
+        return checkpoint.checkpoint(fn, *inputs, use_reentrant=False)
+    calls = []
+
+    def run(*args):
+        calls.append(1)
+        if len(calls) == 1:          # the forward pass
+            return fn(*args)
+        with _batchnorm_stats_kept(module):   # the recomputation
+            return fn(*args)
+    return checkpoint.checkpoint(run, *inputs, use_reentrant=False)
 
 
 class _batchnorm_stats_kept:
@@ -179,42 +192,14 @@ class DenseLayerBC(nn.Module):
                 return True
         return False
 
-    def _recompute_bottleneck(self, inputs: list[torch.Tensor]
-                              ) -> torch.Tensor:
-        # The same numbers as ``bottleneck`` in training mode, but the
-        # running statistics of norm1 are left alone: they were already
-        # updated by the forward pass. (torchvision's memory-efficient
-        # DenseNet updates them twice per step.)
-        bn, X = self.norm1, torch.cat(inputs, 1)
-        if bn.training and bn.running_mean is not None:
-            # Throw-away copies keep what autograd saves identical to the
-            # forward pass (checkpoint checks that).
-            X = nn.functional.batch_norm(
-                X, bn.running_mean.clone(), bn.running_var.clone(),
-                bn.weight, bn.bias, True, bn.momentum or 0.0, bn.eps)
-        else:
-            X = bn(X)
-        return self.conv1(self.relu1(X))
-
     @torch.jit.unused
     def checkpointed_bottleneck(self, inputs: list[torch.Tensor]
                                 ) -> torch.Tensor:
         """``bottleneck`` whose inputs and outputs are not kept for
         backward: it is run again when the gradient is needed."""
-        if torch.compiler.is_compiling():
-            # Compiled graphs recompute without re-running Python, and
-            # apply the running-statistics update once.
-            def closure(*features):
-                return self.bottleneck(list(features))
-        else:
-            calls = []
-
-            def closure(*features):
-                calls.append(1)
-                if len(calls) == 1:      # the forward pass
-                    return self.bottleneck(list(features))
-                return self._recompute_bottleneck(list(features))
-        return checkpoint.checkpoint(closure, *inputs, use_reentrant=False)
+        return checkpoint_batchnorm_once(
+            lambda *features: self.bottleneck(list(features)), self.norm1,
+            *inputs)
 
     # TorchScript has no Union argument types: declare both signatures
     # (as type comments: this module's annotations are strings).

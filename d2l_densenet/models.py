@@ -31,11 +31,11 @@ __all__ = ["CheckedInput", "DenseNet", "Residual", "ResNet", "densenet",
            "resnet18"]
 
 
-def _check_arch(arch, what: str) -> None:
+def _check_arch(arch, what: str, name: str = "arch") -> None:
     """``arch`` lists block sizes: a non-empty sequence of positive ints."""
     if not arch or any(isinstance(n, bool) or not isinstance(n, int)
                        or n < 1 for n in arch):
-        raise ValueError(f"arch must be a non-empty sequence of positive "
+        raise ValueError(f"{name} must be a non-empty sequence of positive "
                          f"ints ({what}), got {arch!r}")
 
 
@@ -316,20 +316,12 @@ class DenseNetBC(CheckedInput, nn.Module):
                  in_channels: int = 3, memory_efficient: bool = False,
                  compression: float = 0.5) -> None:
         super().__init__()
-        if not block_config or any(
-                isinstance(n, bool) or not isinstance(n, int) or n < 1
-                for n in block_config):
-            raise ValueError(
-                f"block_config must be a non-empty sequence of positive "
-                f"ints (layers per dense block), got {block_config!r}")
-        for name, value in (("growth_rate", growth_rate),
-                            ("num_init_features", num_init_features),
-                            ("num_classes", num_classes),
-                            ("in_channels", in_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or value < 1:
-                raise ValueError(
-                    f"{name} must be a positive int, got {value!r}")
+        _check_arch(block_config, "layers per dense block",
+                    name="block_config")
+        _check_positive_int(growth_rate=growth_rate,
+                            num_init_features=num_init_features,
+                            num_classes=num_classes,
+                            in_channels=in_channels)
         self.in_channels = in_channels
         self.growth_rate = growth_rate
         self.block_config = tuple(block_config)
