@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `make run MODE=cpu|gpu|smoke` overrides the mode chosen from the device.
 MODE ?=
 
-.PHONY: install run test lab lint benchmark clean
+.PHONY: install run test test-fast lab lint benchmark clean
 
 install: $(STAMP)
 
@@ -25,18 +25,22 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m d2l_densenet.run_notebooks $(if $(MODE),--mode $(MODE))
+	$(PY) tools/run_notebooks.py $(if $(MODE),--mode $(MODE))
 
 test: $(STAMP)
 	$(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
+# Quick loop: no notebooks, no multi-second training runs.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not notebook and not slow"
+
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 lint: $(STAMP)
-	$(PY) -m ruff check d2l_densenet tests benchmarks
+	$(PY) -m ruff check d2l_densenet tests benchmarks tools
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/bench_memory_efficient.py

@@ -1,25 +1,21 @@
 """d2l_densenet: the DenseNet chapter of Dive into Deep Learning, tested.
 
-The public API, one concern per module:
+The public API (re-exports only), one concern per module:
 
-* ``blocks``   -- ``conv_block``, ``DenseBlock``, ``transition_block``;
-  the DenseNet-BC layer, block and transition
-* ``models``   -- the chapter's ``densenet``, the book's ``resnet18``, the
-  paper's ``densenet121/161/169/201/264`` and ``DenseMLP``
+* ``blocks``   -- the chapter's ``conv_block``, ``DenseBlock``,
+  ``transition_block`` and the checkpoint helper
+* ``models``   -- the chapter's ``densenet`` and the book's ``resnet18``
+* ``family``   -- the paper's DenseNet-BC: ``densenet121/161/169/201/264``
+* ``mlp``      -- exercise 5: ``DenseMLP``
 * ``data``     -- ``load_data_fashion_mnist`` (torchvision and fast paths)
-* ``train``    -- ``train_ch6`` and the CLI
-* ``measure``  -- parameters, peak memory, step time
 * ``house``    -- the Kaggle house-price data, preprocessing and k-fold
-* ``settings`` -- run modes (gpu / cpu / smoke) for notebooks
+* ``files``    -- find, verify and download a data set
+* ``train``    -- ``train_ch6``
+* ``measure``  -- parameters, peak memory, step time
+* ``settings`` -- run modes (gpu / cpu / smoke) and the CLI's recipes
+* ``cli``      -- ``python -m d2l_densenet``
 """
-from .blocks import (
-    DenseBlock,
-    DenseBlockBC,
-    DenseLayerBC,
-    TransitionBC,
-    conv_block,
-    transition_block,
-)
+from .blocks import DenseBlock, conv_block, transition_block
 from .data import (
     CorruptDataError,
     DataNotFoundError,
@@ -29,6 +25,21 @@ from .data import (
     find_fashion_mnist,
     get_fashion_mnist_labels,
     load_data_fashion_mnist,
+)
+from .family import (
+    DENSENET_BC_CONFIGS,
+    WEIGHT_URLS,
+    DenseBlockBC,
+    DenseLayerBC,
+    DenseNetBC,
+    TransitionBC,
+    densenet121,
+    densenet161,
+    densenet169,
+    densenet201,
+    densenet264,
+    load_weights,
+    remap_legacy_keys,
 )
 from .house import (
     HouseDataCorruptError,
@@ -52,39 +63,15 @@ from .measure import (
     step_time,
     tensor_bytes,
 )
-from .models import (
-    DENSENET_BC_CONFIGS,
-    WEIGHT_URLS,
+from .mlp import (
     DenseLinearBlock,
     DenseMLP,
-    DenseNet,
-    DenseNetBC,
-    Residual,
-    ResNet,
     dense_linear_block,
     dense_mlp,
-    densenet,
-    densenet121,
-    densenet161,
-    densenet169,
-    densenet201,
-    densenet264,
-    load_weights,
-    remap_legacy_keys,
-    resnet18,
     transition_linear_block,
 )
-
-_TRAIN_NAMES = ("train_ch6", "evaluate_accuracy", "accuracy")
-
-
-def __getattr__(name):
-    # Imported lazily so `python -m d2l_densenet.train` runs the module
-    # once (runpy warns when a package has already imported it).
-    if name in _TRAIN_NAMES:
-        from . import train
-        return getattr(train, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from .models import DenseNet, Residual, ResNet, densenet, resnet18
+from .train import accuracy, evaluate_accuracy, train_ch6
 
 __version__ = "0.1.0"
 

@@ -11,10 +11,18 @@ import os
 
 import torch
 
-__all__ = ["MODES", "run_mode", "default_device", "choose"]
+__all__ = ["MODES", "RECIPES", "run_mode", "default_device", "choose"]
 
 MODES = ("gpu", "cpu", "smoke")
 ENV = "D2L_DENSENET_MODE"
+
+#: The command line's recipes: the book's on a GPU, a reduced one for a
+#: CPU (Fashion-MNIST at 32x32, the smallest size above the chapter
+#: model's minimum of 29).
+RECIPES = {
+    "gpu": dict(epochs=10, lr=0.1, batch_size=256, resize=96),
+    "cpu": dict(epochs=3, lr=0.1, batch_size=128, resize=32),
+}
 
 
 def default_device() -> torch.device:

@@ -1,15 +1,14 @@
-"""A ``train_ch6``-compatible training loop and a command-line interface.
+"""A ``train_ch6``-compatible training loop.
 
 ``train_ch6(net, train_iter, test_iter, num_epochs, lr, device)`` behaves
 as the book's (Xavier init, SGD, the same two closing lines) and adds
 options: Adam, mixed precision, channels-last, seeds, progress display,
 and a returned per-epoch history.
 
-CLI: ``python -m d2l_densenet.train --help``.
+The command line (``python -m d2l_densenet``) lives in ``cli.py``.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -19,8 +18,8 @@ from torch import nn
 
 from .measure import Timer
 
-__all__ = ["train_ch6", "evaluate_accuracy", "accuracy", "RECIPES",
-           "default_recipe", "main"]
+__all__ = ["train_ch6", "evaluate_accuracy", "accuracy", "OPTIMIZERS",
+           "AMP_DTYPES", "PROGRESS"]
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -199,105 +198,3 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
     print(f"{seen / timer.sum():.1f} examples/sec on {str(device)}")
     history["examples_per_sec"] = seen / timer.sum()
     return history
-
-
-# --- command-line interface -------------------------------------------------
-
-#: The book's recipe on a GPU, and the reduced one for a CPU. The CPU
-#: recipe trains the chapter model on Fashion-MNIST at 32x32 (the smallest
-#: size above the model's minimum of 29); on a 2-core CPU it took 3.4 min
-#: and reached 0.888 test accuracy (seed 0, tensor loader).
-RECIPES = {
-    "gpu": dict(epochs=10, lr=0.1, batch_size=256, resize=96),
-    "cpu": dict(epochs=3, lr=0.1, batch_size=128, resize=32),
-}
-
-
-def default_recipe(device: torch.device) -> str:
-    return "gpu" if device.type == "cuda" else "cpu"
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m d2l_densenet.train",
-        description="Train the chapter's DenseNet (or ResNet-18) on "
-                    "Fashion-MNIST. Unset options come from the recipe: "
-                    f"GPU {RECIPES['gpu']}, CPU {RECIPES['cpu']}.")
-    p.add_argument("--model", choices=["densenet", "resnet18"],
-                   default="densenet")
-    p.add_argument("--recipe", choices=["auto", "gpu", "cpu"],
-                   default="auto",
-                   help="settings to start from (auto: by device)")
-    p.add_argument("--device", default="auto",
-                   help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--resize", type=int,
-                   help="image side; 0 keeps 28 (too small for DenseNet)")
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
-    p.add_argument("--amp", choices=["none", *sorted(AMP_DTYPES)],
-                   default="none")
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--loader", choices=["tensor", "torchvision"],
-                   default="tensor",
-                   help="tensor: whole set on the device (fast); "
-                        "torchvision: the book's DataLoader")
-    p.add_argument("--subset", type=int,
-                   help="class-balanced training subset size")
-    p.add_argument("--test-subset", type=int)
-    p.add_argument("--transition-pool", choices=["avg", "max"],
-                   default="avg")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", help="folder with Fashion-MNIST")
-    p.add_argument("--progress", choices=PROGRESS, default="auto")
-    return p
-
-
-def main(argv: list[str] | None = None) -> dict:
-    from . import data, models
-
-    args = _parser().parse_args(argv)
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available()
-                              else "cpu")
-    else:
-        device = torch.device(args.device)
-    name = default_recipe(device) if args.recipe == "auto" else args.recipe
-    recipe = dict(RECIPES[name])
-    for key in recipe:
-        if getattr(args, key) is not None:
-            recipe[key] = getattr(args, key)
-    note = "" if name == "gpu" else (
-        f" (reduced from the book's {RECIPES['gpu']}; results differ "
-        f"from the book)")
-    print(f"{name.upper()} recipe on {device}: {recipe}{note}")
-    if args.model == "densenet":
-        net = models.densenet(transition_pool=args.transition_pool)
-    else:
-        net = models.resnet18()
-    train_iter, test_iter = data.load_data_fashion_mnist(
-        recipe["batch_size"], resize=recipe["resize"] or None,
-        root=args.data_root, fast=(args.loader == "tensor"),
-        device=device, subset=args.subset, test_subset=args.test_subset)
-    X, _ = next(iter(test_iter))
-    net.check_input(X)  # fail now, not after an epoch of training
-    start = time.perf_counter()
-    history = train_ch6(
-        net, train_iter, test_iter, recipe["epochs"], recipe["lr"], device,
-        optimizer=args.optimizer,
-        amp=None if args.amp == "none" else args.amp,
-        channels_last=args.channels_last, progress=args.progress,
-        seed=args.seed)
-    minutes = (time.perf_counter() - start) / 60
-    print(f"final test accuracy {history['test_acc'][-1]:.4f} on the "
-          f"Fashion-MNIST test set ({len(test_iter)} batches) after "
-          f"{minutes:.1f} min")
-    return history
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")

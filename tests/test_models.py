@@ -1,5 +1,7 @@
 import pytest
 import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from d2l_densenet import count_parameters, densenet, resnet18
 
@@ -101,17 +103,119 @@ def test_too_small_image_says_sizes_and_resize():
     assert "28x28" in msg and "at least 29x29" in msg and "resize=" in msg
 
 
-def test_minimum_size_is_derived_from_architecture():
-    """Not hard-coded: it changes with the number of down-sampling steps,
-    and it is exactly the boundary where the network starts to run."""
-    assert densenet().min_input_size() == 29
-    assert densenet(arch=(4, 4)).min_input_size() == 5
-    assert densenet(arch=(4,)).min_input_size() == 1
-    assert densenet(arch=(1, 1, 1, 1, 1)).min_input_size() == 61
-    net = densenet()
-    net.eval()
+@pytest.mark.parametrize("build", [
+    densenet, lambda: densenet(arch=(4, 4)), lambda: densenet(arch=(4,)),
+    lambda: densenet(arch=(1, 1, 1, 1, 1)), resnet18])
+def test_minimum_size_is_exactly_where_the_layers_start_to_run(build):
+    """Shape arithmetic, checked against the layers themselves: with the
+    input check bypassed, one pixel less fails inside PyTorch."""
+    net = build().eval()
+    need = net.min_input_size()
     with torch.no_grad():
-        assert net(torch.rand(1, 1, 29, 29)).shape == (1, 10)
+        assert nn.Sequential.forward(
+            net, torch.rand(1, 1, need, need)).shape == (1, 10)
+        if need > 1:
+            with pytest.raises(RuntimeError):
+                nn.Sequential.forward(
+                    net, torch.rand(1, 1, need - 1, need - 1))
+
+
+def test_minimum_size_follows_the_architecture():
+    """29 for the chapter's model; each extra transition doubles it."""
+    sizes = [densenet(arch=(1,) * n).min_input_size() for n in range(1, 6)]
+    assert sizes == [1, 5, 13, 29, 61]
+
+
+def test_first_call_counts_only_real_work():
+    """The size check runs nothing: a FLOP counter around the first
+    training step counts what it counts around the second one."""
+    net = densenet()
+    X, y = torch.rand(2, 1, 32, 32), torch.tensor([0, 1])
+    counts = []
+    for _ in range(2):
+        with FlopCounterMode(display=False) as flops:
+            nn.functional.cross_entropy(net(X), y).backward()
+        counts.append(flops.get_total_flops())
+    assert counts[0] == counts[1] > 0
+
+
+# --- the head's pooling: d2l 1.0 (avg) and the Chinese edition (max) -------
+
+def book_densenet(head_pool):
+    """The chapter's PyTorch code as printed: the Chinese edition and
+    d2l-en 0.17 end with nn.AdaptiveMaxPool2d((1, 1)); d2l 1.0 averages."""
+    def conv_block(input_channels, num_channels):
+        return nn.Sequential(
+            nn.BatchNorm2d(input_channels), nn.ReLU(),
+            nn.Conv2d(input_channels, num_channels, kernel_size=3,
+                      padding=1))
+
+    class DenseBlock(nn.Module):
+        def __init__(self, num_convs, input_channels, num_channels):
+            super().__init__()
+            layer = []
+            for i in range(num_convs):
+                layer.append(conv_block(
+                    num_channels * i + input_channels, num_channels))
+            self.net = nn.Sequential(*layer)
+
+        def forward(self, X):
+            for blk in self.net:
+                Y = blk(X)
+                X = torch.cat((X, Y), dim=1)
+            return X
+
+    def transition_block(input_channels, num_channels):
+        return nn.Sequential(
+            nn.BatchNorm2d(input_channels), nn.ReLU(),
+            nn.Conv2d(input_channels, num_channels, kernel_size=1),
+            nn.AvgPool2d(kernel_size=2, stride=2))
+
+    b1 = nn.Sequential(
+        nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3),
+        nn.BatchNorm2d(64), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    num_channels, growth_rate = 64, 32
+    num_convs_in_dense_blocks = [4, 4, 4, 4]
+    blks = []
+    for i, num_convs in enumerate(num_convs_in_dense_blocks):
+        blks.append(DenseBlock(num_convs, num_channels, growth_rate))
+        num_channels += num_convs * growth_rate
+        if i != len(num_convs_in_dense_blocks) - 1:
+            blks.append(transition_block(num_channels, num_channels // 2))
+            num_channels = num_channels // 2
+    pool = (nn.AdaptiveMaxPool2d((1, 1)) if head_pool == "max"
+            else nn.AdaptiveAvgPool2d((1, 1)))
+    return nn.Sequential(
+        b1, *blks,
+        nn.BatchNorm2d(num_channels), nn.ReLU(), pool,
+        nn.Flatten(), nn.Linear(num_channels, 10))
+
+
+@pytest.mark.parametrize("head_pool", ["avg", "max"])
+def test_same_outputs_as_the_books_code(head_pool):
+    torch.manual_seed(0)
+    book = book_densenet(head_pool)
+    net = densenet(head_pool=head_pool)
+    ours, theirs = net.state_dict(), book.state_dict()
+    assert [v.shape for v in ours.values()] == [
+        v.shape for v in theirs.values()]
+    net.load_state_dict(dict(zip(ours, theirs.values())))
+    X = torch.rand(4, 1, 96, 96)
+    for mode in ("train", "eval"):
+        getattr(book, mode)(), getattr(net, mode)()
+        torch.testing.assert_close(net(X), book(X), rtol=0, atol=0)
+    other = densenet(head_pool="avg" if head_pool == "max" else "max")
+    other.load_state_dict(net.state_dict())
+    other.eval()
+    assert not torch.allclose(other(X), net(X))
+
+
+@pytest.mark.parametrize("pool", ["mean", "AVG", None])
+def test_bad_head_pool(pool):
+    with pytest.raises(ValueError, match=r"head_pool must be one of "
+                                         r"\['avg', 'max'\]"):
+        densenet(head_pool=pool)
 
 
 def test_non_square_too_small():

@@ -4,8 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from d2l_densenet.run_notebooks import NOTEBOOKS, execute
+from run_notebooks import NOTEBOOKS, execute
 
 PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
@@ -43,8 +42,7 @@ def test_notebook_runs_twice_in_smoke_mode(path: Path):
 
 def test_headlines_are_collected():
     import nbformat
-
-    from d2l_densenet.run_notebooks import HEADLINE, headlines
+    from run_notebooks import HEADLINE, headlines
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("print(1)")
     cell.outputs = [nbformat.v4.new_output(

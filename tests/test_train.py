@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from d2l_densenet import densenet, load_data_fashion_mnist, train_ch6
-from d2l_densenet import train as T
 
 
 @pytest.mark.slow
@@ -90,30 +89,3 @@ def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         train_ch6(_small_net(), train_iter, test_iter, 1, 0.1, "cpu",
                   **kwargs)
-
-
-def test_cli_recipe_and_overrides(capsys):
-    h = T.main(["--epochs", "1", "--subset", "500", "--test-subset", "100",
-                "--batch-size", "100", "--resize", "32", "--progress",
-                "none"])
-    out = capsys.readouterr().out
-    assert "CPU recipe on cpu: {'epochs': 1, 'lr': 0.1, 'batch_size': 100," \
-           " 'resize': 32}" in out
-    assert "results differ from the book" in out
-    assert re.search(r"final test accuracy 0\.\d{4} on the Fashion-MNIST "
-                     r"test set", out)
-    assert len(h["test_acc"]) == 1
-
-
-def test_cli_rejects_small_images_before_training(capsys):
-    with pytest.raises(ValueError, match="28x28.*at least 29x29"):
-        T.main(["--resize", "0", "--epochs", "1", "--subset", "100",
-                "--progress", "none"])
-    assert "training on" not in capsys.readouterr().out
-
-
-def test_recipes():
-    assert T.RECIPES["gpu"] == dict(epochs=10, lr=0.1, batch_size=256,
-                                    resize=96)
-    assert T.default_recipe(torch.device("cpu")) == "cpu"
-    assert T.default_recipe(torch.device("cuda")) == "gpu"

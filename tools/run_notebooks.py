@@ -1,7 +1,7 @@
 """Execute the notebook series headless into ``build/`` (``make run``).
 
-``python -m d2l_densenet.run_notebooks [--mode gpu|cpu|smoke]
-[--out build] [NOTEBOOK ...]`` runs each notebook top to bottom in a fresh
+``python tools/run_notebooks.py [--mode gpu|cpu|smoke] [--out build]
+[NOTEBOOK ...]`` runs each notebook top to bottom in a fresh
 kernel (working directory ``notebooks/``), writes the executed notebook
 and an HTML copy into ``--out``, and prints where they are and how long
 each took.
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from .settings import ENV, MODES, run_mode
+from d2l_densenet.settings import ENV, MODES, run_mode
 
 #: Lines a notebook prints with this prefix are its headline results;
 #: ``make run`` repeats them at the end.
@@ -23,22 +23,49 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def execute(path: Path, mode: str, timeout: int = 3600, repeat: int = 1):
+def _cell_progress(name: str, total: int):
+    """An nbclient hook that prints one line per finished code cell."""
+    done = []
+    clock = [time.perf_counter()]
+
+    def hook(cell, cell_index, **kwargs):
+        if cell.get("cell_type") != "code":
+            return
+        done.append(cell_index)
+        now = time.perf_counter()
+        first = "".join(cell.get("source", "")).strip().splitlines()[:1]
+        print(f"    {name} cell {cell_index + 1}/{total} "
+              f"({now - clock[0]:.1f} s) {first[0][:40] if first else ''}",
+              flush=True)
+        clock[0] = now
+    return hook
+
+
+def execute(path: Path, mode: str, timeout: int = 3600, repeat: int = 1,
+            progress: bool = False):
     """Execute ``path`` in a fresh kernel with ``D2L_DENSENET_MODE=mode``
     and return the executed notebook. ``repeat=2`` runs every cell twice
-    in a row in the same kernel (a notebook must survive being re-run)."""
+    in a row in the same kernel (a notebook must survive being re-run).
+    ``progress=True`` prints a line as each code cell finishes."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     cells = nb.cells
     nb.cells = [nbformat.from_dict(c) for _ in range(repeat) for c in cells]
+    hooks = {}
+    if progress:
+        hooks["on_cell_executed"] = _cell_progress(path.stem,
+                                                   len(nb.cells))
     old = os.environ.get(ENV)
     os.environ[ENV] = mode
     try:
+        # Kernel logs below ERROR (e.g. "Kernel is running over TCP
+        # without encryption") are noise on the terminal.
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}
-                       ).execute()
+                       extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                       resources={"metadata": {"path": str(path.parent)}},
+                       **hooks).execute()
     finally:
         if old is None:
             os.environ.pop(ENV, None)
@@ -59,7 +86,7 @@ def headlines(nb) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m d2l_densenet.run_notebooks")
+    p = argparse.ArgumentParser(prog="python tools/run_notebooks.py")
     p.add_argument("notebooks", nargs="*", type=Path,
                    help="default: notebooks/*.ipynb")
     p.add_argument("--mode", choices=MODES,
@@ -80,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     failed, summary = [], []
     for path in paths:
         start = time.perf_counter()
+        print(f"  {path.name} ...", flush=True)
         try:
-            nb = execute(path.resolve(), mode)
+            nb = execute(path.resolve(), mode, progress=True)
         except Exception as e:   # keep going; report at the end
             failed.append(path.name)
             print(f"FAILED {path.name}: {type(e).__name__}: "
