@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 __all__ = ["check_positive_int", "check_arch", "check_tensor",
-           "min_input_size"]
+           "check_width", "min_input_size"]
 
 
 def check_positive_int(**values: int) -> None:
@@ -38,6 +38,16 @@ def check_tensor(X, owner: str, layout: str, single: str) -> None:
         raise ValueError(
             f"{owner} expects a {ndim}-D tensor {layout}, got {X.dim()}-D "
             f"shape {tuple(X.shape)}; for {single} use X.unsqueeze(0)")
+
+
+def check_width(X: torch.Tensor, owner: str, expected: int, what: str,
+                fix: str) -> None:
+    """``X.shape[1]`` (channels or features) must be ``expected``; ``fix``
+    ends the message with what to do."""
+    if X.shape[1] != expected:
+        raise ValueError(
+            f"{owner} was built for {expected} {what} but got "
+            f"{X.shape[1]} (input shape {tuple(X.shape)}); {fix}")
 
 
 def _pair(v) -> int:

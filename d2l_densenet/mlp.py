@@ -12,7 +12,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .checks import check_arch, check_positive_int, check_tensor
+from .checks import (
+    check_arch,
+    check_positive_int,
+    check_tensor,
+    check_width,
+)
 
 __all__ = ["dense_linear_block", "DenseLinearBlock",
            "transition_linear_block", "DenseMLP", "dense_mlp"]
@@ -108,12 +113,9 @@ class DenseMLP(nn.Sequential):
             raise TypeError(
                 f"{name} expects floating-point features, got {X.dtype}; "
                 f"convert with X.float() (one-hot columns included)")
-        if X.shape[1] != self.in_features:
-            raise ValueError(
-                f"{name} was built for {self.in_features} input features "
-                f"but got {X.shape[1]} (input shape {tuple(X.shape)}); "
-                f"build it with in_features={X.shape[1]} or preprocess the "
-                f"data the same way as for training")
+        check_width(X, name, self.in_features, "input features",
+                    f"build it with in_features={X.shape[1]} or preprocess "
+                    f"the data the same way as for training")
         if self.training and X.shape[0] < 2:
             raise ValueError(
                 f"{name} in training mode needs a batch of at least 2 rows "

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .blocks import DenseBlock, transition_block
-from .checks import check_arch, check_tensor, min_input_size
+from .checks import check_arch, check_tensor, check_width, min_input_size
 
 __all__ = ["CheckedInput", "DenseNet", "Residual", "ResNet", "densenet",
            "resnet18", "HEAD_POOLS"]
@@ -53,12 +53,9 @@ class CheckedInput:
         check_tensor(X, type(self).__name__,
                      f"(batch, {self.in_channels}, height, width)",
                      "a single image")
-        if X.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} was built for {self.in_channels} "
-                f"input channel(s) but got {X.shape[1]} (input shape "
-                f"{tuple(X.shape)}); build it with "
-                f"in_channels={X.shape[1]} or convert the images")
+        check_width(X, type(self).__name__, self.in_channels,
+                    "input channel(s)", f"build it with in_channels="
+                    f"{X.shape[1]} or convert the images")
         need = self.min_input_size()
         height, width = X.shape[-2:]
         if height < need or width < need:
