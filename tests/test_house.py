@@ -17,6 +17,7 @@ from d2l_densenet import (
     dense_linear_block,
     dense_mlp,
     find_house_data,
+    house,
     house_features,
     k_fold,
     log_rmse,
@@ -24,7 +25,12 @@ from d2l_densenet import (
     read_house_data,
     submission_frame,
 )
-from d2l_densenet.house import HOUSE_DATA_ENV, HOUSE_FILES, get_k_fold_data
+from d2l_densenet.house import (
+    HOUSE_DATA_ENV,
+    HOUSE_FILES,
+    get_k_fold_data,
+    train_house,
+)
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +155,55 @@ def test_corrupt_file_is_a_clear_error(tmp_path, monkeypatch):
     assert str(target) in msg and HOUSE_FILES["test"][2] in msg
 
 
+@pytest.mark.parametrize("how", ["root", "env"])
+def test_missing_root_is_an_error_not_a_fallback(tmp_path, monkeypatch,
+                                                 how):
+    gone = tmp_path / "typo"
+    if how == "env":
+        monkeypatch.setenv(HOUSE_DATA_ENV, str(gone))
+    with pytest.raises(HouseDataNotFoundError) as e:
+        find_house_data(root=gone if how == "root" else None)
+    msg = str(e.value)
+    assert str(gone) in msg and "does not exist" in msg
+    assert HOUSE_FILES["train"][0] in msg     # what is accepted
+    assert not gone.exists()                   # nothing downloaded
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """d2l's DATA_URL pointed at a local folder (file://, no network)."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    for part, path in find_house_data(download=False).items():
+        shutil.copy(path, folder / HOUSE_FILES[part][0])
+    monkeypatch.setattr(house, "DATA_URL", folder.as_uri() + "/")
+    return folder
+
+
+def test_download_fetches_only_what_is_missing(tmp_path, served):
+    root = tmp_path / "root"
+    root.mkdir()
+    train = root / HOUSE_FILES["train"][1]       # the wheel's name
+    shutil.copy(served / HOUSE_FILES["train"][0], train)
+    found = find_house_data(root=root, download=True)
+    assert found == {"train": train,
+                     "test": root / HOUSE_FILES["test"][0]}
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [train.name, HOUSE_FILES["test"][0]])
+
+
+def test_corrupt_download_leaves_nothing(tmp_path, served):
+    bad = served / HOUSE_FILES["test"][0]
+    bad.write_bytes(bad.read_bytes()[:-10])
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(HouseDataCorruptError) as e:
+        find_house_data(root=root, download=True)
+    assert HOUSE_FILES["test"][2] in str(e.value)
+    assert sorted(p.name for p in root.iterdir()) == [
+        HOUSE_FILES["train"][0]]
+
+
 def test_log_rmse_is_the_books_metric():
     labels = torch.tensor([[100.0], [1000.0]])
     assert log_rmse(labels, labels) == 0
@@ -232,3 +287,62 @@ def test_short_k_fold_beats_the_linear_baseline(data, one_thread):
     assert sub.shape == (1459, 2)
     assert list(sub.columns) == ["Id", "SalePrice"]
     assert (sub["SalePrice"] > 0).all()
+
+
+@pytest.mark.parametrize("seed", [None, 3])
+def test_train_house_leaves_the_global_rng_alone(seed):
+    X, y = torch.randn(20, 3), torch.rand(20) * 1e5 + 1e4
+    net = nn.Linear(3, 1)
+    before = torch.get_rng_state()
+    train_house(net, X, y, num_epochs=2, lr=0.1, batch_size=8, seed=seed)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_train_house_seed_fixes_the_batch_order():
+    X, y = torch.randn(20, 3), torch.rand(20) * 1e5 + 1e4
+
+    def losses(seed):
+        torch.manual_seed(0)        # same initial weights
+        return train_house(nn.Linear(3, 1), X, y, num_epochs=3, lr=0.1,
+                           batch_size=4, seed=seed)[0]
+    assert losses(1) == losses(1)
+    assert losses(1) != losses(2)
+
+
+def test_house_features_wants_a_dataframe():
+    with pytest.raises(TypeError, match="data must be a pandas DataFrame"):
+        house_features([[1, 2, 3]])
+
+
+def test_preprocess_book_checks_its_inputs(data):
+    train_data, test_data = data
+    with pytest.raises(ValueError, match="train_data has no SalePrice"):
+        preprocess_book(test_data, train_data)
+    with pytest.raises(ValueError, match=r"only in test_data: \['Extra'\]"):
+        preprocess_book(train_data, test_data.assign(Extra=1))
+    with pytest.raises(TypeError, match="test_data must be a pandas"):
+        preprocess_book(train_data, test_data.to_numpy())
+
+
+@pytest.mark.parametrize("k, i, n_labels, err, match", [
+    (1, 0, 10, ValueError, "k must be between 2 and"),
+    (11, 0, 10, ValueError, r"number of rows \(10\), got 11"),
+    (2.0, 0, 10, TypeError, "k must be an int"),
+    (True, 0, 10, TypeError, "k must be an int"),
+    (5, 5, 10, ValueError, "i must be a fold index between 0 and"),
+    (5, -1, 10, ValueError, "k - 1 = 4, got -1"),
+    (5, None, 10, TypeError, "i must be an int"),
+    (5, 0, 9, ValueError, "10 feature rows but 9 labels"),
+])
+def test_get_k_fold_data_bad_arguments(k, i, n_labels, err, match):
+    with pytest.raises(err, match=match):
+        get_k_fold_data(k, i, torch.zeros(10, 2), torch.zeros(n_labels))
+
+
+def test_get_k_fold_data_splits_in_order():
+    X = torch.arange(10).reshape(-1, 1)
+    X_tr, y_tr, X_va, y_va = get_k_fold_data(3, 1, X, X.reshape(-1) * 10)
+    assert X_va.reshape(-1).tolist() == [3, 4, 5]
+    assert X_tr.reshape(-1).tolist() == [0, 1, 2, 6, 7, 8]
+    assert y_tr.tolist() == [0, 10, 20, 60, 70, 80]
+    assert y_va.tolist() == [30, 40, 50]
