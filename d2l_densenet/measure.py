@@ -1,13 +1,35 @@
 """Measurement helpers: parameters, peak memory of a training step, time.
 
-Peak memory is measured, not modelled:
+``peak_memory`` and ``step_time`` run one procedure on every device:
 
-* CUDA: ``torch.cuda.reset_peak_memory_stats`` / ``max_memory_allocated``
-  around one forward + backward;
+1. snapshot the model's parameters, buffers and gradients and the
+   optimizer's state (a copy kept on the CPU, so the measured device holds
+   only what training holds);
+2. warm up: untimed training steps (forward, loss, backward, optimizer
+   step), so lazily created state (Adam's moments, thread pools, cuDNN
+   plans) exists before anything is counted;
+3. baseline: the bytes of what this measurement owns -- parameters,
+   buffers, optimizer state, input and target -- not everything on the
+   device, so other models alive in the process are not charged;
+4. the counted steps, each started with the gradients cleared
+   (``set_to_none``), as in a training loop (called inside
+   ``torch.autocast``, the weights' casts cached by the warm-up are reused,
+   so the step is not charged for them);
+5. restore the snapshot: parameters, buffers (BatchNorm running stats,
+   ``num_batches_tracked``), gradients and optimizer state are as before.
+
+Only the counters differ between devices, each reading relative to the
+start of its step:
+
+* CUDA: ``torch.cuda.max_memory_allocated(device)`` after
+  ``reset_peak_memory_stats(device)``, minus ``memory_allocated(device)``
+  at the step's start; the device is synchronized before each reading;
 * CPU: every allocation and free made by PyTorch's CPU allocator during the
   step, recorded by ``torch.profiler`` (``profile_memory=True``) and summed
-  in time order; the process's resident-memory high-water mark
-  (``VmHWM``, Linux) is reported beside it as a second, OS-level reading.
+  in time order; then, in a second step, the growth of the process's
+  resident-memory high-water mark (``VmHWM``, Linux) as an OS-level
+  reading;
+* time: ``time.perf_counter`` between synchronizations of the device.
 
 ``saved_tensor_bytes`` is a *model* of activation memory (what autograd
 saves for backward); it cannot see what ``torch.utils.checkpoint``
@@ -16,12 +38,14 @@ instead of it.
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import os
 import re
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -97,11 +121,12 @@ def saved_tensor_bytes(net: nn.Module, X: torch.Tensor,
 class MemoryReport:
     """Memory of one training step (forward + backward), in bytes.
 
-    ``baseline``: allocated before the step (parameters, buffers, existing
-    gradients and optimizer state, the input). ``extra``: the most the step
-    allocated on top of that (activations, gradients, workspaces).
-    ``peak = baseline + extra``. ``rss_extra``: on CPU, the growth of the
-    process's resident-memory high-water mark during the step (Linux).
+    ``baseline``: what the measurement owns after the warm-up (parameters,
+    buffers, optimizer state, the input and target). ``extra``: the most
+    the step allocated on top of that (activations, gradients,
+    workspaces). ``peak = baseline + extra``. ``rss_extra``: on CPU, the
+    growth of the process's resident-memory high-water mark during a step
+    (Linux).
     """
 
     device: str
@@ -124,9 +149,11 @@ class MemoryReport:
         return s
 
 
-def _module_bytes(net: nn.Module, optimizer) -> int:
-    tensors = list(net.parameters()) + list(net.buffers())
-    tensors += [p.grad for p in net.parameters() if p.grad is not None]
+def _owned_bytes(net: nn.Module, optimizer, X, y) -> int:
+    """Bytes of what one measurement owns: parameters, buffers, gradients,
+    optimizer state, input and target."""
+    tensors = list(net.parameters()) + list(net.buffers()) + [X, y]
+    tensors += [p.grad for p in net.parameters()]
     if optimizer is not None:
         for state in optimizer.state.values():
             tensors += [v for v in state.values()
@@ -134,11 +161,129 @@ def _module_bytes(net: nn.Module, optimizer) -> int:
     return tensor_bytes(tensors)
 
 
-def _step(net, X, y, loss_fn, optimizer):
-    loss = _loss(net, X, y, loss_fn)
-    loss.backward()
+def _snapshot(v):
+    """A copy of ``v``; tensors are copied to the CPU."""
+    if isinstance(v, torch.Tensor):
+        return v.detach().to("cpu", copy=True)
+    return copy.deepcopy(v)
+
+
+@contextmanager
+def _restored(net: nn.Module, optimizer):
+    """Put ``net``'s parameters, buffers and gradients and ``optimizer``'s
+    state back as they were on entry (the copy waits on the CPU)."""
+    params = list(net.parameters())
+    tensors = params + list(net.buffers())
+    saved = [_snapshot(t) for t in tensors]
+    grads = [_snapshot(p.grad) for p in params]
     if optimizer is not None:
-        optimizer.step()
+        opt_state = optimizer.state_dict()
+        opt_state = {
+            "state": {k: {n: _snapshot(v) for n, v in state.items()}
+                      for k, state in opt_state["state"].items()},
+            "param_groups": _snapshot(opt_state["param_groups"])}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for t, s in zip(tensors, saved):
+                t.copy_(s)
+        for p, g in zip(params, grads):
+            p.grad = None if g is None else g.to(p.device)
+        if optimizer is not None:
+            optimizer.load_state_dict(opt_state)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Uncounted:
+    """Counter of a warm-up step: reads nothing."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        return None
+
+
+class _Clock:
+    """Seconds of a step, between synchronizations of ``device``."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def start(self) -> None:
+        _synchronize(self.device)
+        self._start = time.perf_counter()
+
+    def stop(self) -> float:
+        _synchronize(self.device)
+        return time.perf_counter() - self._start
+
+
+class _CudaPeak:
+    """Most bytes the CUDA caching allocator held during a step on
+    ``device``, above what it held when the step started."""
+
+    method = "cuda max_memory_allocated"
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def start(self) -> None:
+        _synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self._start = torch.cuda.memory_allocated(self.device)
+
+    def stop(self) -> int:
+        _synchronize(self.device)
+        return torch.cuda.max_memory_allocated(self.device) - self._start
+
+
+class _CpuAllocatorPeak:
+    """Peak bytes allocated by PyTorch's CPU allocator during a step,
+    above what was allocated when it started (``torch.profiler``)."""
+
+    method = "torch.profiler CPU allocator"
+
+    def start(self) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        # Keep the profiler's own log lines (read at start-up) off the
+        # output.
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+        self._prof = profile(activities=[ProfilerActivity.CPU],
+                             profile_memory=True, record_shapes=False)
+        self._prof.start()
+
+    def stop(self) -> int:
+        self._prof.stop()
+        events = [e for e in self._prof.profiler.kineto_results.events()
+                  if e.name() == "[memory]" and e.device_type()
+                  == torch.autograd.DeviceType.CPU]
+        current = peak = 0
+        for e in sorted(events, key=lambda e: e.start_ns()):
+            current += e.nbytes()
+            peak = max(peak, current)
+        return peak
+
+
+class _RssPeak:
+    """Growth of the process's resident-memory high-water mark during a
+    step (Linux; ``None`` elsewhere)."""
+
+    def start(self) -> None:
+        self._start = (_proc_status("VmRSS") if _reset_rss_peak()
+                       else None)
+
+    def stop(self) -> int | None:
+        high = _proc_status("VmHWM")
+        if self._start is None or high is None:
+            return None
+        return high - self._start
 
 
 def _proc_status(field: str) -> int | None:
@@ -163,24 +308,44 @@ def _reset_rss_peak() -> bool:
         return False
 
 
-def _cpu_allocator_peak(fn) -> int:
-    """Peak bytes allocated by PyTorch's CPU allocator while ``fn`` runs,
-    above what was allocated when it started."""
-    from torch.profiler import ProfilerActivity, profile
+def _device_of(X: torch.Tensor) -> torch.device:
+    """The device measured (a seam for the tests' fake CUDA)."""
+    return X.device
 
-    # Keep the profiler's own log lines (read at start-up) off the output.
-    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True,
-                 record_shapes=False) as prof:
-        fn()
-    events = [e for e in prof.profiler.kineto_results.events()
-              if e.name() == "[memory]" and e.device_type()
-              == torch.autograd.DeviceType.CPU]
-    current = peak = 0
-    for e in sorted(events, key=lambda e: e.start_ns()):
-        current += e.nbytes()
-        peak = max(peak, current)
-    return peak
+
+def _memory_counters(device: torch.device) -> list:
+    """The memory counters of ``device``, one counted step each."""
+    if device.type == "cuda":
+        return [_CudaPeak(device)]
+    if device.type == "cpu":
+        return [_CpuAllocatorPeak(), _RssPeak()]
+    raise ValueError(f"peak_memory supports cpu and cuda tensors, got "
+                     f"device {device}")
+
+
+def _step(net, X, y, loss_fn, optimizer, counter=_Uncounted()):
+    """One training step from cleared gradients, read by ``counter``."""
+    net.zero_grad(set_to_none=True)
+    counter.start()
+    loss = _loss(net, X, y, loss_fn)
+    loss.backward()
+    if optimizer is not None:
+        optimizer.step()
+    return counter.stop()
+
+
+def _measure(net, X, y, loss_fn, optimizer, counters, warmup):
+    """The procedure of ``peak_memory`` and ``step_time``: ``warmup``
+    uncounted steps, the baseline, one step per counter; ``net`` and
+    ``optimizer`` restored. Returns ``(baseline, readings)``."""
+    with _restored(net, optimizer):
+        for _ in range(warmup):
+            _step(net, X, y, loss_fn, optimizer)
+        net.zero_grad(set_to_none=True)
+        baseline = _owned_bytes(net, optimizer, X, y)
+        readings = [_step(net, X, y, loss_fn, optimizer, counter)
+                    for counter in counters]
+    return baseline, readings
 
 
 def peak_memory(net: nn.Module, X: torch.Tensor,
@@ -188,46 +353,20 @@ def peak_memory(net: nn.Module, X: torch.Tensor,
                 loss_fn: Callable | None = None,
                 optimizer: torch.optim.Optimizer | None = None
                 ) -> MemoryReport:
-    """Measure the memory of one training step of ``net`` on ``X``'s device.
+    """Measure the memory of one training step of ``net`` on ``X``'s device
+    (the module docstring gives the procedure).
 
-    Gradients are cleared first (``set_to_none``), so ``extra`` includes
+    The step starts with the gradients cleared, so ``extra`` includes
     allocating them. With ``y=None`` the loss is ``net(X).sum()``.
+    ``net`` and ``optimizer`` are left as they were.
     """
-    device = X.device
-    net.zero_grad(set_to_none=True)
-    param_bytes = tensor_bytes(net.parameters())
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        baseline = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        _step(net, X, y, loss_fn, optimizer)
-        torch.cuda.synchronize(device)
-        extra = torch.cuda.max_memory_allocated(device) - baseline
-        report = MemoryReport(str(device), "cuda max_memory_allocated",
-                              baseline, extra, param_bytes)
-    elif device.type == "cpu":
-        baseline = _module_bytes(net, optimizer) + tensor_bytes([X, y])
-        # Warm-up so one-time allocations (thread pools, ...) are not
-        # counted, then one step under the profiler.
-        _step(net, X, y, loss_fn, optimizer)
-        net.zero_grad(set_to_none=True)
-        extra = _cpu_allocator_peak(
-            lambda: _step(net, X, y, loss_fn, optimizer))
-        net.zero_grad(set_to_none=True)
-        rss_extra = None
-        if _reset_rss_peak():
-            before = _proc_status("VmRSS")
-            _step(net, X, y, loss_fn, optimizer)
-            after = _proc_status("VmHWM")
-            if before is not None and after is not None:
-                rss_extra = after - before
-        report = MemoryReport("cpu", "torch.profiler CPU allocator",
-                              baseline, extra, param_bytes, rss_extra)
-    else:
-        raise ValueError(f"peak_memory supports cpu and cuda tensors, got "
-                         f"device {device}")
-    net.zero_grad(set_to_none=True)
-    return report
+    device = _device_of(X)
+    counters = _memory_counters(device)
+    baseline, readings = _measure(net, X, y, loss_fn, optimizer, counters,
+                                  warmup=1)
+    return MemoryReport(str(device), counters[0].method, baseline,
+                        readings[0], tensor_bytes(net.parameters()),
+                        readings[1] if len(readings) > 1 else None)
 
 
 def step_time(net: nn.Module, X: torch.Tensor,
@@ -236,21 +375,15 @@ def step_time(net: nn.Module, X: torch.Tensor,
               optimizer: torch.optim.Optimizer | None = None,
               warmup: int = 2, repeats: int = 5) -> float:
     """Median seconds of one forward + backward (+ optimizer step) after
-    ``warmup`` untimed steps."""
+    ``warmup`` untimed steps; ``net`` and ``optimizer`` are left as they
+    were."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    sync = (torch.cuda.synchronize if X.device.type == "cuda"
-            else (lambda: None))
-    times = []
-    for i in range(warmup + repeats):
-        net.zero_grad(set_to_none=True)
-        sync()
-        start = time.perf_counter()
-        _step(net, X, y, loss_fn, optimizer)
-        sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    net.zero_grad(set_to_none=True)
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    clock = _Clock(_device_of(X))
+    _, times = _measure(net, X, y, loss_fn, optimizer, [clock] * repeats,
+                        warmup)
     return statistics.median(times)
 
 
