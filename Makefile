@@ -6,8 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
-# `make run MODE=cpu|gpu|smoke` overrides the mode chosen from the device.
+# `make run MODE=cpu|gpu|smoke` overrides the mode chosen from the device;
+# `make run EDITION=zh` runs the Chinese edition (notebooks/zh/).
 MODE ?=
+EDITION ?= en
 
 .PHONY: install data run test test-fast lab lint benchmark clean
 
@@ -32,7 +34,7 @@ data: $(STAMP)
 	$(PY) tools/get_data.py
 
 run: data
-	$(PY) tools/run_notebooks.py $(if $(MODE),--mode $(MODE))
+	$(PY) tools/run_notebooks.py --edition $(EDITION) $(if $(MODE),--mode $(MODE))
 
 test: data
 	$(PY) -m pytest; rc=$$?; \

@@ -4,12 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
-from run_notebooks import NOTEBOOKS, execute
+from run_notebooks import execute, series
 
-PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+PATHS = series("en") + series("zh")
+IDS = [f"{p.parent.name}/{p.name}" for p in PATHS]
 
 
-@pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_committed_without_outputs(path: Path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -19,7 +20,7 @@ def test_committed_without_outputs(path: Path):
         assert c.get("execution_count") is None
 
 
-@pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_notebook_conventions(path: Path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     cells = ["".join(c["source"]) for c in nb["cells"]]
@@ -35,7 +36,7 @@ def test_notebook_conventions(path: Path):
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_notebook_runs_twice_in_smoke_mode(path: Path):
     execute(path, "smoke", timeout=600, repeat=2)
 

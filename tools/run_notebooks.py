@@ -1,7 +1,7 @@
 """Execute the notebook series headless into ``build/`` (``make run``).
 
-``python tools/run_notebooks.py [--mode gpu|cpu|smoke] [--out build]
-[NOTEBOOK ...]`` runs each notebook top to bottom in a fresh
+``python tools/run_notebooks.py [--mode gpu|cpu|smoke] [--edition en|zh]
+[--out build] [NOTEBOOK ...]`` runs each notebook top to bottom in a fresh
 kernel (working directory ``notebooks/``), writes the executed notebook
 and an HTML copy into ``--out``, and prints where they are and how long
 each took.
@@ -21,6 +21,13 @@ from d2l_densenet.settings import ENV, MODES, run_mode
 HEADLINE = "==> "
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
+#: The editions of the series: English and the Chinese edition (中文版).
+EDITIONS = {"en": NOTEBOOKS, "zh": NOTEBOOKS / "zh"}
+
+
+def series(edition: str = "en") -> list[Path]:
+    """The notebooks of one edition, in order."""
+    return sorted(EDITIONS[edition].glob("[0-9][0-9]_*.ipynb"))
 
 
 def _cell_progress(name: str, total: int):
@@ -88,19 +95,30 @@ def headlines(nb) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python tools/run_notebooks.py")
     p.add_argument("notebooks", nargs="*", type=Path,
-                   help="default: notebooks/*.ipynb")
+                   help="default: the edition's NN_*.ipynb")
     p.add_argument("--mode", choices=MODES,
                    help=f"default: ${ENV}, else gpu if CUDA else cpu")
-    p.add_argument("--out", type=Path, default=ROOT / "build")
+    p.add_argument("--edition", choices=sorted(EDITIONS), default="en",
+                   help="en: notebooks/, zh: notebooks/zh/ (中文版)")
+    p.add_argument("--out", type=Path,
+                   help="default: build/ (en) or build/zh/ (zh)")
     args = p.parse_args(argv)
     import nbformat
     from nbconvert import HTMLExporter
 
-    mode = run_mode(args.mode)
-    paths = args.notebooks or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    try:
+        mode = run_mode(args.mode)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    paths = args.notebooks or series(args.edition)
     if not paths:
-        print("no notebooks found", file=sys.stderr)
+        print(f"no notebooks found in {EDITIONS[args.edition]}",
+              file=sys.stderr)
         return 1
+    if args.out is None:
+        args.out = ROOT / "build" / ("" if args.edition == "en"
+                                     else args.edition)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"Executing {len(paths)} notebook(s) in {mode} mode into "
           f"{args.out}/", flush=True)
