@@ -11,7 +11,8 @@ import os
 
 import torch
 
-__all__ = ["MODES", "RECIPES", "run_mode", "default_device", "choose"]
+__all__ = ["MODES", "RECIPES", "run_mode", "default_device", "choose",
+           "setup_plots", "CJK_FONTS"]
 
 MODES = ("gpu", "cpu", "smoke")
 ENV = "D2L_DENSENET_MODE"
@@ -44,12 +45,49 @@ def run_mode(mode: str | None = None) -> str:
     return mode
 
 
+#: Fonts with Chinese glyphs, in order of preference (the Chinese
+#: edition's figure titles and labels): Debian's fonts-wqy-microhei,
+#: fonts-noto-cjk, and what Windows and macOS ship.
+CJK_FONTS = ("WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Noto Sans CJK SC",
+             "Noto Sans SC", "Microsoft YaHei", "SimHei", "PingFang SC",
+             "Heiti SC")
+
+
+def setup_plots() -> str | None:
+    """Let matplotlib draw Chinese labels: the first installed font of
+    ``CJK_FONTS`` is appended to ``font.family``, so Latin text keeps its
+    font and each Chinese character falls back to it.
+    Returns the font's name, or None (then Chinese shows as boxes; on
+    Debian/Ubuntu/Colab: ``apt-get install fonts-wqy-microhei``)."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    manager = font_manager.fontManager
+    known = {f.name for f in manager.ttflist}
+    if not known.intersection(CJK_FONTS):
+        # Installed after matplotlib built its cache (e.g. by Colab's
+        # first cell): register the files directly.
+        for path in font_manager.findSystemFonts():
+            if "wqy" in path.lower() or "cjk" in path.lower():
+                try:
+                    manager.addfont(path)
+                except (OSError, RuntimeError, ValueError):
+                    continue
+        known = {f.name for f in manager.ttflist}
+    found = next((f for f in CJK_FONTS if f in known), None)
+    family = list(matplotlib.rcParams["font.family"])
+    if found is not None and found not in family:
+        # matplotlib falls back along font.family, glyph by glyph.
+        matplotlib.rcParams["font.family"] = family + [found]
+    return found
+
+
 def choose(settings: dict[str, dict], mode: str | None = None):
     """Pick this run's settings from ``{"gpu": {...}, "cpu": {...},
     "smoke": {...}}`` and say on screen which ones are in force.
 
     Returns ``(mode, device, settings)``. A notebook's parameters cell is
-    one call to this function.
+    one call to this function; it also calls :func:`setup_plots`.
     """
     missing = [m for m in MODES if m not in settings]
     if missing:
@@ -66,4 +104,5 @@ def choose(settings: dict[str, dict], mode: str | None = None):
         note = (f"reduced from the GPU settings ({book}); results differ "
                 f"from the book")
     print(f"{mode.upper()} mode on {device}: {shown}\n({note})")
+    setup_plots()
     return mode, device, chosen

