@@ -1,38 +1,128 @@
 """The command line: ``python -m d2l_densenet`` trains the chapter's
 DenseNet (or ResNet-18) on Fashion-MNIST with the book's recipe on a GPU
-or a reduced one on a CPU (``settings.RECIPES``)."""
+or a reduced one on a CPU (``settings.RECIPES``).
+
+The same command under ``torchrun`` trains on several processes with
+DistributedDataParallel (NCCL on GPUs, gloo on the CPU)::
+
+    torchrun --standalone --nproc_per_node=4 -m d2l_densenet --sync-bn
+
+``--batch-size`` is the global batch (the book's 256 stays 256, split over
+the processes). ``--checkpoint-dir DIR`` saves every epoch and
+``--resume`` continues from the latest checkpoint there.
+
+Bad input is refused before any data is loaded, in one line naming the
+option, the value and what is accepted, with exit status 2.
+"""
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import sys
 import time
+from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from . import data, models, settings
 from .train import AMP_DTYPES, OPTIMIZERS, PROGRESS, train_ch6
 
-__all__ = ["main", "parser"]
+__all__ = ["main", "parser", "run"]
+
+PROG = "python -m d2l_densenet"
+#: Fashion-MNIST: examples in the training and test sets, classes.
+TRAIN_SIZE, TEST_SIZE, NUM_CLASSES = 60_000, 10_000, 10
+MAX_SEED = 2**32 - 1
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive int, got {text!r}")
+    return value
+
+
+def _resize(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected an image side in pixels (0 keeps 28), got {text!r}")
+    return value
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number > 0 (the book uses 0.1), got "
+            f"{text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"expected an int from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
+def _arch(text: str) -> tuple[int, ...]:
+    try:
+        arch = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        arch = ()
+    if not arch or min(arch) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected convs per dense block as positive ints separated by "
+            f"commas (the book: 4,4,4,4), got {text!r}")
+    return arch
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, no usage block: the option, the value, what is
+        accepted."""
+        self.exit(2, f"error: {message} (see {PROG} --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:
     gpu, cpu = settings.RECIPES["gpu"], settings.RECIPES["cpu"]
-    p = argparse.ArgumentParser(
-        prog="python -m d2l_densenet",
+    p = _Parser(
+        prog=PROG,
         description="Train the chapter's DenseNet (or ResNet-18) on "
                     "Fashion-MNIST. Unset options come from the recipe: "
-                    f"GPU {gpu}, CPU {cpu}.")
+                    f"GPU {gpu}, CPU {cpu}. Under torchrun it trains with "
+                    "DistributedDataParallel on every process.")
     p.add_argument("--model", choices=["densenet", "resnet18"],
                    default="densenet")
     p.add_argument("--recipe", choices=["auto", *settings.RECIPES],
                    default="auto",
                    help="settings to start from (auto: by device)")
     p.add_argument("--device", default="auto",
-                   help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--resize", type=int,
+                   help="auto, cpu, cuda or cuda:N (under torchrun: auto, "
+                        "cpu or cuda, each process takes cuda:LOCAL_RANK)")
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--lr", type=_learning_rate)
+    p.add_argument("--batch-size", type=_positive_int,
+                   help="the global batch, split over torchrun's processes")
+    p.add_argument("--resize", type=_resize,
                    help="image side; 0 keeps 28 (too small for DenseNet)")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
     p.add_argument("--amp", choices=["none", *sorted(AMP_DTYPES)],
@@ -42,29 +132,146 @@ def parser() -> argparse.ArgumentParser:
                    default="tensor",
                    help="tensor: whole set on the device (fast); "
                         "torchvision: the book's DataLoader")
-    p.add_argument("--subset", type=int,
-                   help="class-balanced training subset size")
-    p.add_argument("--test-subset", type=int)
+    p.add_argument("--subset", type=_positive_int,
+                   help=f"class-balanced training subset size "
+                        f"({NUM_CLASSES}..{TRAIN_SIZE})")
+    p.add_argument("--test-subset", type=_positive_int,
+                   help=f"class-balanced test subset size "
+                        f"({NUM_CLASSES}..{TEST_SIZE})")
     p.add_argument("--transition-pool", choices=["avg", "max"],
                    default="avg")
     p.add_argument("--head-pool", choices=sorted(models.HEAD_POOLS),
                    default="avg",
                    help="the head's global pooling: avg (d2l 1.0, the "
                         "paper) or max (the Chinese edition, d2l 0.17)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arch", type=_arch,
+                   help="densenet: convs per dense block (default 4,4,4,4)")
+    p.add_argument("--growth-rate", type=_positive_int,
+                   help="densenet: channels each conv adds (default 32)")
+    p.add_argument("--num-channels", type=_positive_int,
+                   help="densenet: stem channels (default 64)")
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--data-root", help="folder with Fashion-MNIST")
     p.add_argument("--progress", choices=PROGRESS, default="auto")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: batch statistics over the global "
+                        "batch (SyncBatchNorm)")
+    p.add_argument("--checkpoint-dir",
+                   help="save the training state here after every epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in "
+                        "--checkpoint-dir")
     return p
+
+
+def _torchrun() -> tuple[int, int, int, int]:
+    """``(rank, world_size, local_rank, local_world_size)`` from the
+    variables torchrun sets; ``(0, 1, 0, 1)`` without torchrun."""
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+    defaults = ("0", "1", "0", os.environ.get("WORLD_SIZE", "1"))
+    try:
+        return tuple(int(os.environ.get(name, default))
+                     for name, default in zip(names, defaults))
+    except ValueError:
+        raise ValueError(
+            "the torchrun variables " + ", ".join(
+                f"{n}={os.environ.get(n)!r}" for n in names)
+            + " must be ints; start the command with torchrun") from None
+
+
+def _device(text: str, local_rank: int, local_world: int,
+            world: int) -> torch.device:
+    """``--device`` as a torch.device, checked against what is there."""
+    spec = text.strip().lower()
+    if spec == "auto":
+        spec = settings.default_device().type
+    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", spec)
+    if not m:
+        raise ValueError(f"--device {text!r} is not one of auto, cpu, "
+                         f"cuda or cuda:N")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {text}: no CUDA GPU is visible to "
+                         f"PyTorch (torch.cuda.is_available() is False); "
+                         f"use --device cpu or auto")
+    count = torch.cuda.device_count()
+    if world > 1:
+        if m.group(1) is not None:
+            raise ValueError(f"--device {text} under torchrun: each process "
+                             f"uses cuda:LOCAL_RANK; pass --device cuda or "
+                             f"auto")
+        if local_world > count:
+            raise ValueError(
+                f"torchrun starts {local_world} processes on this node but "
+                f"only {count} GPU(s) are visible; use --nproc_per_node="
+                f"{count} or --device cpu")
+        return torch.device("cuda", local_rank)
+    index = int(m.group(1) or 0)
+    if index >= count:
+        raise ValueError(f"--device {text}: only {count} GPU(s) are "
+                         f"visible (cuda:0 to cuda:{count - 1})")
+    return torch.device("cuda", index)
+
+
+def _check(args, world: int) -> None:
+    """Refuse combinations and paths that cannot work, before any data
+    is loaded."""
+    for name, value, size in (("--subset", args.subset, TRAIN_SIZE),
+                              ("--test-subset", args.test_subset,
+                               TEST_SIZE)):
+        if value is not None and not NUM_CLASSES <= value <= size:
+            raise ValueError(
+                f"{name} {value}: expected an int from {NUM_CLASSES} (one "
+                f"image per class) to {size} (the whole set)")
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        raise ValueError(f"--data-root {args.data_root}: no such directory "
+                         f"(it should hold the Fashion-MNIST files)")
+    if args.checkpoint_dir is not None and Path(
+            args.checkpoint_dir).exists() and not Path(
+            args.checkpoint_dir).is_dir():
+        raise ValueError(f"--checkpoint-dir {args.checkpoint_dir} is a "
+                         f"file, not a directory")
+    if args.resume and args.checkpoint_dir is None:
+        raise ValueError("--resume needs --checkpoint-dir DIR (the folder "
+                         "holding the checkpoints)")
+    if args.model != "densenet":
+        for name in ("arch", "growth_rate", "num_channels"):
+            if getattr(args, name) is not None:
+                raise ValueError(f"--{name.replace('_', '-')} applies to "
+                                 f"--model densenet only, not "
+                                 f"{args.model}")
+
+
+def _build(args) -> torch.nn.Module:
+    if args.model != "densenet":
+        return models.resnet18()
+    sizes = {k: getattr(args, k) for k in ("arch", "growth_rate",
+                                           "num_channels")
+             if getattr(args, k) is not None}
+    return models.densenet(transition_pool=args.transition_pool,
+                           head_pool=args.head_pool, **sizes)
+
+
+def _check_resize(net, resize: int) -> None:
+    side, need = resize or 28, net.min_input_size()
+    if side < need:
+        raise ValueError(
+            f"--resize {resize}: images of {side}x{side} (0 keeps 28x28) "
+            f"are too small, {type(net).__name__} needs at least "
+            f"{need}x{need} (its down-sampling shrinks smaller ones to "
+            f"nothing); use --resize {max(need, 32)} or more (the book "
+            f"uses 96)")
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Parse ``argv``, train, print the final test accuracy and return
     the history."""
     args = parser().parse_args(argv)
-    if args.device == "auto":
-        device = settings.default_device()
-    else:
-        device = torch.device(args.device)
+    rank, world, local_rank, local_world = _torchrun()
+    device = _device(args.device, local_rank, local_world, world)
+    _check(args, world)
+    say = print if rank == 0 else (lambda *a, **k: None)
     name = args.recipe
     if name == "auto":
         name = "gpu" if device.type == "cuda" else "cpu"
@@ -72,40 +279,80 @@ def main(argv: list[str] | None = None) -> dict:
     for key in recipe:
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
+    if recipe["batch_size"] % world:
+        raise ValueError(
+            f"--batch-size {recipe['batch_size']} is the global batch and "
+            f"must be a multiple of the {world} processes")
+    if args.amp == "fp16" and device.type != "cuda":
+        raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 "
+                         "on the CPU")
+    net = _build(args)
+    _check_resize(net, recipe["resize"])
     note = "" if name == "gpu" else (
         f" (reduced from the book's {settings.RECIPES['gpu']}; results "
         f"differ from the book)")
-    print(f"{name.upper()} recipe on {device}: {recipe}{note}")
-    if args.model == "densenet":
-        net = models.densenet(transition_pool=args.transition_pool,
-                              head_pool=args.head_pool)
-    else:
-        net = models.resnet18()
-    train_iter, test_iter = data.load_data_fashion_mnist(
-        recipe["batch_size"], resize=recipe["resize"] or None,
-        root=args.data_root, fast=(args.loader == "tensor"),
-        device=device, subset=args.subset, test_subset=args.test_subset)
-    X, _ = next(iter(test_iter))
-    net.check_input(X)  # fail now, not after an epoch of training
-    start = time.perf_counter()
-    history = train_ch6(
-        net, train_iter, test_iter, recipe["epochs"], recipe["lr"], device,
-        optimizer=args.optimizer,
-        amp=None if args.amp == "none" else args.amp,
-        channels_last=args.channels_last, progress=args.progress,
-        seed=args.seed)
+    say(f"{name.upper()} recipe on {device}: {recipe}{note}")
+    if world > 1:
+        say(f"{world} processes, {recipe['batch_size'] // world} examples "
+            f"each per step")
+    elif args.sync_bn:
+        say("--sync-bn has no effect in a single process")
+    if world > 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
+    try:
+        torch.manual_seed(args.seed)  # the same sampler seed on every rank
+        train_iter, test_iter = data.load_data_fashion_mnist(
+            recipe["batch_size"], resize=recipe["resize"] or None,
+            root=args.data_root, fast=(args.loader == "tensor"),
+            device=device, subset=args.subset, test_subset=args.test_subset,
+            rank=rank, world_size=world)
+        config = {k: getattr(args, k) for k in (
+            "resize", "subset", "test_subset", "loader", "seed", "head_pool",
+            "transition_pool")}
+        config["resize"] = recipe["resize"]
+        start = time.perf_counter()
+        history = train_ch6(
+            net, train_iter, test_iter, recipe["epochs"], recipe["lr"],
+            device, optimizer=args.optimizer,
+            amp=None if args.amp == "none" else args.amp,
+            channels_last=args.channels_last, progress=args.progress,
+            seed=args.seed, sync_bn=args.sync_bn,
+            checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+            config=config)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     minutes = (time.perf_counter() - start) / 60
-    print(f"final test accuracy {history['test_acc'][-1]:.4f} on the "
-          f"Fashion-MNIST test set ({len(test_iter)} batches) after "
-          f"{minutes:.1f} min")
+    where = (f"on {history['test_examples']:,} Fashion-MNIST test images"
+             if history["test_examples"] else "(from the checkpoint)")
+    say(f"final test accuracy {history['test_acc'][-1]:.4f} {where} after "
+        f"{minutes:.1f} min")
     return history
 
 
 def run(argv: list[str] | None = None) -> int:
-    """``main`` for the shell: bad input gives one line, no traceback."""
+    """``main`` for the shell: bad input gives one line, no traceback,
+    and exit status 2."""
+    rank, world = os.environ.get("RANK", "0"), os.environ.get(
+        "WORLD_SIZE", "1")
+    who = f"[rank {rank}] " if world not in ("", "1") else ""
     try:
         main(argv)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+        return e.code if isinstance(e.code, int) else 0
+    except torch.OutOfMemoryError as e:
+        first = (str(e).splitlines() or [""])[0]
+        print(f"{who}error: out of memory ({first}); lower --batch-size "
+              f"or --resize, or try --amp bf16", file=sys.stderr)
         return 2
+    except (ValueError, OSError) as e:
+        print(f"{who}error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{who}interrupted", file=sys.stderr)
+        return 130
     return 0

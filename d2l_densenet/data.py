@@ -179,17 +179,31 @@ class TensorLoader:
     """Iterate over (X, y) batches of a uint8 image tensor kept on
     ``device``: shuffled per epoch (global torch RNG, so
     ``torch.manual_seed`` fixes the order), converted to float in [0, 1]
-    and resized per batch on the device."""
+    and resized per batch on the device.
+
+    With ``world_size`` > 1 (one process of several, e.g. under
+    ``torchrun``) the loader yields only shard ``rank``: every rank draws
+    the same permutation and takes every ``world_size``-th example of it,
+    so batch k of all ranks together is batch k of one process with
+    ``world_size`` times the batch size. When shuffling (training) the
+    permutation is cut to a multiple of ``world_size`` so every rank runs
+    the same number of steps; without shuffling (evaluation) nothing is
+    dropped or repeated, the shards differ by at most one example."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor,
                  batch_size: int, shuffle: bool = False, resize=None,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = None, *,
+                 rank: int = 0, world_size: int = 1) -> None:
         if images.dtype != torch.uint8 or images.dim() != 3:
             raise ValueError(
                 f"images must be a uint8 tensor (N, H, W), got "
                 f"{images.dtype} {tuple(images.shape)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0..world_size-1 = "
+                             f"{world_size - 1}, got {rank}")
+        self.rank, self.world_size = rank, world_size
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -201,14 +215,23 @@ class TensorLoader:
             resize = (resize, resize)
         self.resize = tuple(resize) if resize else None
 
+    def _shard(self, order: torch.Tensor) -> torch.Tensor:
+        if self.shuffle:
+            order = order[:len(order) - len(order) % self.world_size]
+        return order[self.rank::self.world_size]
+
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        n = len(self.labels)
+        if self.shuffle:
+            n -= n % self.world_size
+        n = math.ceil((n - self.rank) / self.world_size)
+        return math.ceil(n / self.batch_size)
 
     def __iter__(self):
         n = len(self.labels)
         order = torch.randperm(n) if self.shuffle else torch.arange(n)
-        order = order.to(self.device)
-        for start in range(0, n, self.batch_size):
+        order = self._shard(order).to(self.device)
+        for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             X = self.images[idx].unsqueeze(1).float().div_(255)
             if self.resize and tuple(X.shape[-2:]) != self.resize:
@@ -229,17 +252,30 @@ def load_data_fashion_mnist(batch_size: int, resize=None, *, root=None,
                             download: bool = True, fast: bool = False,
                             device=None, subset: int | None = None,
                             test_subset: int | None = None,
-                            num_workers: int | None = None):
+                            num_workers: int | None = None,
+                            rank: int = 0, world_size: int = 1):
     """Return ``(train_iter, test_iter)`` over Fashion-MNIST, as the book.
 
     ``fast=True`` keeps the data on ``device`` (default: CUDA if present)
     and returns :class:`TensorLoader` s; otherwise torchvision DataLoaders.
     ``subset`` / ``test_subset`` take a fixed class-balanced slice.
+
+    ``world_size`` > 1 gives process ``rank`` its shard (DDP): each rank
+    gets ``batch_size // world_size`` examples per step, so
+    ``batch_size`` stays the global batch. Training: every rank shards
+    the same per-epoch order (torchvision: a ``DistributedSampler``, whose
+    ``set_epoch`` the training loop calls); test: every
+    ``world_size``-th example, none repeated.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
             or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got "
                          f"{batch_size!r}")
+    if batch_size % world_size:
+        raise ValueError(f"batch_size {batch_size} (the global batch) must "
+                         f"be a multiple of the {world_size} processes")
+    shard = dict(rank=rank, world_size=world_size)
+    batch_size //= world_size
     if fast:
         raw = _raw_datasets(root, download)
     else:
@@ -253,11 +289,19 @@ def load_data_fashion_mnist(batch_size: int, resize=None, *, root=None,
                 images, labels = images[idx], labels[idx]
             iters.append(TensorLoader(images, labels, batch_size,
                                       shuffle=train, resize=resize,
-                                      device=device))
+                                      device=device, **shard))
         else:
             if idx is not None:
                 ds = data.Subset(ds, idx.tolist())
+            sampler = None
+            if world_size > 1 and train:
+                # every rank draws the same seed from the global RNG
+                sampler = data.DistributedSampler(
+                    ds, world_size, rank, shuffle=True, drop_last=True,
+                    seed=int(torch.randint(2**31, ())))
+            elif world_size > 1:
+                ds = data.Subset(ds, range(rank, len(ds), world_size))
             iters.append(data.DataLoader(
-                ds, batch_size, shuffle=train,
-                num_workers=_resolve_workers(num_workers)))
+                ds, batch_size, shuffle=train and sampler is None,
+                sampler=sampler, num_workers=_resolve_workers(num_workers)))
     return tuple(iters)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from d2l_densenet import densenet, load_data_fashion_mnist, train_ch6
+from d2l_densenet.train import NonFiniteLossError, checkpoint_files
 
 
 @pytest.mark.slow
@@ -83,9 +84,49 @@ def test_init_false_keeps_weights():
     (dict(amp="fp8"), "amp must be None or one of"),
     (dict(amp="fp16"), "needs a CUDA device"),
     (dict(progress="bar"), "progress must be one of"),
+    (dict(num_epochs=0), "num_epochs must be a positive int, got 0"),
+    (dict(lr=float("nan")), "lr must be a finite number >= 0, got nan"),
+    (dict(lr=-0.1), "lr must be a finite number >= 0, got -0.1"),
+    (dict(resume=True), "resume=True needs checkpoint_dir"),
 ])
 def test_bad_options(kwargs, match):
     train_iter, test_iter = _tiny_iters()
+    args = dict(num_epochs=1, lr=0.1)
+    args.update((k, kwargs.pop(k)) for k in list(kwargs) if k in args)
     with pytest.raises(ValueError, match=match):
-        train_ch6(_small_net(), train_iter, test_iter, 1, 0.1, "cpu",
-                  **kwargs)
+        train_ch6(_small_net(), train_iter, test_iter, args["num_epochs"],
+                  args["lr"], "cpu", **kwargs)
+
+
+class _PoisonedEpoch:
+    """Four batches per epoch; in epoch ``epoch`` batch 3 holds a NaN."""
+
+    def __init__(self, epoch: int) -> None:
+        self.batches, _ = _tiny_iters()
+        self.bad, self.epoch = epoch, 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        self.epoch += 1
+        for i, (X, y) in enumerate(self.batches):
+            if self.epoch == self.bad and i == 2:
+                X = X.clone()
+                X[0, 0, 0, 0] = float("nan")
+            yield X, y
+
+
+def test_nan_loss_stops_at_once_and_keeps_the_last_checkpoint(tmp_path):
+    net = _small_net()
+    _, test_iter = _tiny_iters()
+    with pytest.raises(NonFiniteLossError) as e:
+        train_ch6(net, _PoisonedEpoch(2), test_iter, 3, 0.05, "cpu", seed=0,
+                  progress="none", checkpoint_dir=tmp_path)
+    last = tmp_path / "epoch-0001.pt"
+    assert str(e.value) == (
+        f"the training loss became nan at epoch 2, batch 3 of 4; training "
+        f"stopped before that step (the last good checkpoint {last} is "
+        f"kept). Lower the learning rate (lr=0.05; try 0.005)")
+    assert checkpoint_files(tmp_path) == [last]
+    assert all(torch.isfinite(p).all() for p in net.parameters())

@@ -1,0 +1,110 @@
+"""Several processes: sharded loaders, SyncBatchNorm on the CPU, and
+``torchrun -m d2l_densenet`` against one process."""
+import pytest
+import torch
+from _cli_runs import TINY, final_state, reference, run
+from torch import nn
+
+from d2l_densenet import load_data_fashion_mnist
+from d2l_densenet.data import TensorLoader
+from d2l_densenet.train import CpuSyncBatchNorm, convert_sync_batchnorm
+
+#: 256 real images, 2 epochs of 4 steps: two processes x 32 images per
+#: step against one process x 64.
+SHORT = ("--subset", "256", "--epochs", "2")
+#: Largest absolute difference allowed between the weights and buffers of
+#: the two runs. Measured: 7e-6 with --sync-bn (float32 sums in another
+#: order), 0.14 without it (each process normalises its own 32 images).
+#: Rounding differences grow with every SGD step at lr 0.1 (2e-3 after
+#: 16 steps), hence so few steps; in float64 16 steps agree to 1e-14.
+TOLERANCE = 1e-4
+
+
+def _loader(n, batch, shuffle, rank=0, world_size=1):
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1).expand(
+        n, 2, 2).contiguous()
+    return TensorLoader(images, torch.arange(n), batch, shuffle=shuffle,
+                        device="cpu", rank=rank, world_size=world_size)
+
+
+def _epoch(loader, seed):
+    torch.manual_seed(seed)
+    return [y.tolist() for _, y in loader]
+
+
+@pytest.mark.parametrize("n", [64, 67])
+def test_train_shards_together_are_the_one_process_batches(n):
+    """Batch k of rank 0 and rank 1 together is batch k of one process
+    with twice the batch, from the same per-epoch permutation; every rank
+    runs the same number of steps."""
+    one = _epoch(_loader(n, 8, True), seed=5)
+    ranks = [_epoch(_loader(n, 4, True, r, 2), seed=5) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(_loader(n, 4, True, 1, 2))
+    together = [sorted(a + b) for a, b in zip(*ranks)]
+    cut = n - n % 2  # at most world_size - 1 examples wait an epoch
+    flat = [i for batch in one for i in batch][:cut]
+    assert together == [sorted(flat[k:k + 8]) for k in range(0, cut, 8)]
+    assert not set(sum(ranks[0], [])) & set(sum(ranks[1], []))
+    assert _epoch(_loader(n, 4, True, 0, 2), seed=6) != ranks[0]
+
+
+def test_test_shards_cover_every_example_once():
+    shards = [sum(_epoch(_loader(101, 16, False, r, 2), 0), [])
+              for r in (0, 1)]
+    assert sorted(shards[0] + shards[1]) == list(range(101))
+    assert [len(_loader(101, 16, False, r, 2)) for r in (0, 1)] == [4, 4]
+
+
+def test_torchvision_loader_uses_a_distributed_sampler():
+    kw = dict(resize=None, subset=40, test_subset=21, num_workers=0,
+              world_size=2)
+    tr0, te0 = load_data_fashion_mnist(8, rank=0, **kw)
+    tr1, te1 = load_data_fashion_mnist(8, rank=1, **kw)
+    assert tr0.batch_size == 4 and tr0.sampler.num_replicas == 2
+    tr0.sampler.set_epoch(0)
+    first = list(tr0.sampler)
+    tr0.sampler.set_epoch(1)
+    assert list(tr0.sampler) != first
+    assert len(te0.dataset) + len(te1.dataset) == 21
+    with pytest.raises(ValueError, match="multiple of the 2 processes"):
+        load_data_fashion_mnist(7, rank=0, **kw)
+
+
+def test_cpu_sync_batchnorm_is_batchnorm_in_one_process():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3))
+    X = torch.randn(8, 1, 6, 6)
+    expected = net(X)
+    keys = list(net.state_dict())
+    converted = convert_sync_batchnorm(net, "cpu")
+    assert type(converted[1]) is CpuSyncBatchNorm
+    assert list(converted.state_dict()) == keys
+    assert torch.allclose(converted(X), expected)
+    assert type(convert_sync_batchnorm(
+        nn.Sequential(nn.BatchNorm2d(3)), "cuda")[0]) is nn.SyncBatchNorm
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process(tmp_path):
+    """torchrun with 2 CPU processes, SyncBatchNorm and the global batch of
+    64 ends with the weights of 1 process with batch 64 (the same data
+    order: each rank takes its shard of the same permutation); only rank
+    0 prints, and the 101 test images are counted once across ranks."""
+    r = run(*TINY, *SHORT, "--sync-bn", "--checkpoint-dir", tmp_path,
+            nproc=2)
+    assert r.returncode == 0, r.stderr
+    assert "training on 2 processes (cpu, gloo)" in r.stdout
+    assert r.stdout.count("epoch 2/2:") == 1
+    assert r.stdout.count("final test accuracy") == 1
+    assert "on 101 Fashion-MNIST test images" in r.stdout
+    one, two = final_state(reference(*SHORT)), final_state(tmp_path)
+    assert two["info"]["world_size"] == 2
+    diff = {k: (one["model"][k].double() - v.double()).abs().max().item()
+            for k, v in two["model"].items()}
+    worst = max(diff, key=diff.get)
+    print(f"largest difference {diff[worst]:.2e} ({worst}); tolerance "
+          f"{TOLERANCE:.0e}")
+    assert diff[worst] <= TOLERANCE
+    assert one["history"]["test_acc"] == two["history"]["test_acc"]
+    assert one["history"]["train_loss"] == pytest.approx(
+        two["history"]["train_loss"], abs=1e-5)
