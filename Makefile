@@ -49,7 +49,7 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 lint: $(STAMP)
-	$(PY) -m ruff check d2l_densenet tests benchmarks tools
+	$(PY) -m ruff check d2l_densenet tests benchmarks tools notebooks
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/bench_memory_efficient.py
