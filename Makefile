@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 MODE ?=
 EDITION ?= en
 
-.PHONY: install data run test test-fast lab lint benchmark clean
+.PHONY: install data run test test-fast lab lint benchmark classroom clean
 
 install: $(STAMP)
 
@@ -53,6 +53,21 @@ lint: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/bench_memory_efficient.py
+
+# The classroom edition (otter-grader): student notebooks, autograder
+# zips and solutions in build/classroom/ (the solutions' checks run while
+# building), then grades the two sample submissions there (a solution and
+# a blank notebook). CLASSROOM_REPO=owner/name, CLASSROOM_BRANCH and
+# CLASSROOM_FOLDER say where build/classroom/student/ will be published.
+CLASSROOM_REPO ?= d2l-densenet/d2l-densenet
+CLASSROOM_BRANCH ?= main
+CLASSROOM_FOLDER ?= classroom
+classroom: data
+	$(PY) tools/classroom.py build --out build/classroom \
+		--repo $(CLASSROOM_REPO) --branch $(CLASSROOM_BRANCH) \
+		--folder $(CLASSROOM_FOLDER)
+	$(PY) tools/classroom.py grade build/classroom/samples \
+		--autograders build/classroom/autograder
 
 clean:
 	rm -rf $(VENV) build

@@ -1,0 +1,405 @@
+"""The classroom edition: build the assignments, grade submissions.
+
+Built with otter-grader (``otter assign`` on the master notebooks in
+``notebooks/classroom/``; grading with ``otter run``'s Python API, which
+needs no Docker)::
+
+    python tools/classroom.py build [--out build/classroom]
+        [--no-run-tests] [--repo OWNER/NAME] [--branch main]
+        [--folder classroom] [NAME ...]
+    python tools/classroom.py grade SUBMISSIONS_DIR
+        [--autograders build/classroom/autograder] [--csv FILE]
+
+``build`` writes, for every master ``NAME.ipynb``:
+
+* ``student/NAME.ipynb``: the notebook to hand out (no solutions, public
+  checks only, in its metadata), with an "Open in Colab" badge pointing at
+  ``https://github.com/REPO/blob/BRANCH/FOLDER/NAME.ipynb``;
+* ``student/checks/NAME/*.py``: the same public checks as files, which the
+  notebook's Colab cell downloads (Colab cannot read a notebook's own
+  metadata);
+* ``autograder/NAME-autograder.zip``: every check, public and hidden;
+* ``solutions/NAME.ipynb``: the solutions (otter's markers show the
+  parts students write), every check in its metadata;
+* ``samples/``: the solution and the blank student notebook of the first
+  assignment, as two submissions to try ``grade`` on.
+
+Publish ``student/`` as ``FOLDER`` of ``REPO`` (branch ``BRANCH``) for the
+badges and the Colab cell to work; keep ``autograder/`` and
+``solutions/`` private.
+
+``grade`` runs every ``.ipynb`` or ``.zip`` (``grader.export``) under
+``SUBMISSIONS_DIR`` through the autograder of its assignment (read from
+the notebook's metadata, else from its file name), prints one row per
+submission and a total, and writes a CSV (default
+``SUBMISSIONS_DIR/grades.csv``).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MASTERS = ROOT / "notebooks" / "classroom"
+DEFAULT_OUT = ROOT / "build" / "classroom"
+DEFAULT_REPO, DEFAULT_BRANCH, DEFAULT_FOLDER = (
+    "d2l-densenet/d2l-densenet", "main", "classroom")
+_BADGE = re.compile(r"https://colab\.research\.google\.com/github/"
+                    r"[^)\s]*?/([A-Za-z0-9_]+)\.ipynb")
+_CHECKS = re.compile(r"^CHECKS = \(.*?\)$", re.S | re.M)
+_QUESTIONS = re.compile(r"^QUESTIONS = (\[.*?\])$", re.S | re.M)
+
+
+class ClassroomError(RuntimeError):
+    """A master notebook, a build or a submission is not as expected."""
+
+
+def masters(names=None) -> list[Path]:
+    """The master notebooks, all or those named (``a_building_blocks``
+    or its path)."""
+    found = sorted(MASTERS.glob("*.ipynb"))
+    if not names:
+        if not found:
+            raise ClassroomError(f"no master notebooks in {MASTERS}")
+        return found
+    by_name = {p.stem: p for p in found}
+    picked = []
+    for n in names:
+        stem = Path(n).stem
+        if stem not in by_name:
+            raise ClassroomError(
+                f"no master notebook {stem!r}; the masters are "
+                f"{', '.join(sorted(by_name)) or 'none'} (in {MASTERS})")
+        picked.append(by_name[stem])
+    return picked
+
+
+def _urls(repo: str, branch: str, folder: str, name: str):
+    base = f"{repo}/blob/{branch}/{folder}".rstrip("/")
+    badge = (f"https://colab.research.google.com/github/{base}/"
+             f"{name}.ipynb")
+    raw = (f"https://raw.githubusercontent.com/{repo}/{branch}/"
+           f"{folder}/checks/{name}/".replace("//checks", "/checks"))
+    return badge, raw
+
+
+def _publish(nb, name: str, repo: str, branch: str, folder: str) -> None:
+    """Point the badge and the Colab cell's CHECKS at where the student
+    folder is published."""
+    badge, raw = _urls(repo, branch, folder, name)
+    for cell in nb.cells:
+        src = cell.source
+        src = _BADGE.sub(badge, src)
+        if _CHECKS.search(src):
+            cut = raw.rfind("/", 0, len(raw) // 2 + 8) + 1
+            head, tail = raw[:cut], raw[cut:]
+            src = _CHECKS.sub(
+                f'CHECKS = ("{head}"\n          "{tail}")', src)
+        cell.source = src
+
+
+def _colab_questions(nb) -> list[str] | None:
+    for cell in nb.cells:
+        m = _QUESTIONS.search(cell.source) if cell.cell_type == "code" \
+            else None
+        if m:
+            return list(ast.literal_eval(m.group(1)))
+    return None
+
+
+def _check_student(nb, name: str) -> dict[str, str]:
+    """The public test files of a student notebook, after checking that
+    it holds no hidden test and no solution."""
+    meta = nb.metadata.get("otter", {})
+    if meta.get("assignment_name") != name:
+        raise ClassroomError(
+            f"{name}: the assignment config must say name: {name} (the "
+            f"file name), got {meta.get('assignment_name')!r}")
+    tests = meta.get("tests") or {}
+    for q, text in tests.items():
+        if "hidden=True" in text:
+            raise ClassroomError(f"{name}: hidden test in student {q}")
+    for cell in nb.cells:
+        if "BEGIN SOLUTION" in cell.source or "# SOLUTION" in cell.source:
+            raise ClassroomError(f"{name}: solution marker left in the "
+                                 f"student notebook: {cell.source[:60]!r}")
+    colab = _colab_questions(nb)
+    if colab is None or sorted(colab) != sorted(tests):
+        raise ClassroomError(
+            f"{name}: the Colab cell's QUESTIONS must list the questions "
+            f"with checks, {sorted(tests)}; it lists {colab}")
+    return tests
+
+
+def _quiet_otter_logging() -> None:
+    import logging
+    logging.getLogger("otter").setLevel(logging.WARNING)
+
+
+def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
+          repo: str = DEFAULT_REPO, branch: str = DEFAULT_BRANCH,
+          folder: str = DEFAULT_FOLDER) -> dict[str, dict[str, Path]]:
+    """Build the edition into ``out``; returns ``{name: {"student",
+    "checks", "autograder", "solution"}}`` paths."""
+    import nbformat
+    from otter.assign import main as otter_assign
+
+    _quiet_otter_logging()
+    out = Path(out)
+    for sub in ("student", "autograder", "solutions", "samples"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    built = {}
+    todo = masters(names)
+    for i, master in enumerate(todo, 1):
+        name = master.stem
+        start = time.perf_counter()
+        note = " (running the checks on the solution)" if run_tests else ""
+        print(f"[{i}/{len(todo)}] {name}: otter assign{note}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            result = Path(tmp) / name
+            try:
+                otter_assign(str(master), str(result), no_pdfs=True,
+                             no_run_tests=not run_tests)
+            except Exception as e:  # otter reports failing checks so
+                raise ClassroomError(f"{name}: otter assign failed: "
+                                     f"{type(e).__name__}: {e}") from e
+            student = nbformat.read(result / "student" / f"{name}.ipynb",
+                                    as_version=4)
+            solution = nbformat.read(
+                result / "autograder" / f"{name}.ipynb", as_version=4)
+            zips = sorted((result / "autograder").glob(
+                f"{name}-autograder_*.zip"))
+            if len(zips) != 1:
+                raise ClassroomError(f"{name}: expected one autograder "
+                                     f"zip, found {zips}")
+            tests = _check_student(student, name)
+            paths = dict(
+                student=out / "student" / f"{name}.ipynb",
+                checks=out / "student" / "checks" / name,
+                autograder=out / "autograder" / f"{name}-autograder.zip",
+                solution=out / "solutions" / f"{name}.ipynb")
+            shutil.copyfile(zips[0], paths["autograder"])
+        for nb in (student, solution):
+            _publish(nb, name, repo, branch, folder)
+        nbformat.write(student, paths["student"])
+        nbformat.write(solution, paths["solution"])
+        if paths["checks"].exists():
+            shutil.rmtree(paths["checks"])
+        paths["checks"].mkdir(parents=True)
+        for q, text in tests.items():
+            (paths["checks"] / f"{q}.py").write_text(text, encoding="utf-8")
+        built[name] = paths
+        print(f"    {len(tests)} questions with checks; "
+              f"{time.perf_counter() - start:.1f} s", flush=True)
+    _write_index(out, built, repo, branch, folder)
+    first = next(iter(built))
+    shutil.copyfile(built[first]["solution"],
+                    out / "samples" / f"{first}-solution.ipynb")
+    shutil.copyfile(built[first]["student"],
+                    out / "samples" / f"{first}-blank.ipynb")
+    print(f"built {len(built)} assignment(s) into {out}: student/ (publish "
+          f"it as {repo}/{folder} on {branch}), autograder/ and "
+          f"solutions/ (keep private), samples/")
+    return built
+
+
+def _write_index(out: Path, built, repo, branch, folder) -> None:
+    lines = ["# DenseNet assignments (classroom edition)", "",
+             "Open an assignment in Colab, or download the notebook and "
+             "run it in Jupyter. Each notebook says how to check your "
+             "work and how to hand it in.", ""]
+    for name in built:
+        badge, _ = _urls(repo, branch, folder, name)
+        lines.append(
+            f"* `{name}.ipynb` [![Open In Colab](https://colab.research."
+            f"google.com/assets/colab-badge.svg)]({badge})")
+    (out / "student" / "README.md").write_text("\n".join(lines) + "\n",
+                                               encoding="utf-8")
+
+
+# --- grading ---------------------------------------------------------------
+
+def _read_submission(path: Path):
+    import nbformat
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith(".ipynb")
+                     and not n.startswith("__MACOSX")]
+            if len(names) != 1:
+                raise ClassroomError(
+                    f"{path.name}: a zip submission must hold one .ipynb, "
+                    f"found {names}")
+            return nbformat.reads(z.read(names[0]).decode("utf-8"),
+                                  as_version=4)
+    return nbformat.read(path, as_version=4)
+
+
+def _assignment_of(path: Path, known: list[str]) -> str:
+    """The assignment a submission belongs to: the notebook's otter
+    metadata, else the longest known name its file name contains."""
+    try:
+        nb = _read_submission(path)
+        name = nb.metadata.get("otter", {}).get("assignment_name")
+    except (json.JSONDecodeError, ValueError, KeyError,
+            zipfile.BadZipFile) as e:
+        raise ClassroomError(f"{path.name}: not a readable notebook "
+                             f"({type(e).__name__}: {e})") from e
+    if name in known:
+        return name
+    hits = sorted((n for n in known if n in path.name), key=len)
+    if hits:
+        return hits[-1]
+    raise ClassroomError(
+        f"{path.name}: cannot tell which assignment it is (no otter "
+        f"assignment_name in its metadata and none of {known} in its "
+        f"file name)")
+
+
+def submissions(folder: Path) -> list[Path]:
+    """``.ipynb`` and ``.zip`` files under ``folder`` (checkpoints
+    excluded), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ClassroomError(f"{folder} is not a folder of submissions")
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.suffix in (".ipynb", ".zip") and p.is_file()
+        and not any(part.startswith(".") for part in
+                    p.relative_to(folder).parts))
+
+
+def grade(folder: Path, autograders: Path = DEFAULT_OUT / "autograder",
+          csv_path: Path | None = None) -> list[dict]:
+    """Grade every submission under ``folder``; print one row each and a
+    total; write ``csv_path`` (default ``folder/grades.csv``). Returns the
+    rows (``submission``, ``assignment``, ``score``, ``possible``,
+    ``percent``, ``error``, ``questions``, ``results``)."""
+    from otter.api import grade_submission
+
+    _quiet_otter_logging()
+    folder, autograders = Path(folder), Path(autograders)
+    zips = {p.name[:-len("-autograder.zip")]: p
+            for p in autograders.glob("*-autograder.zip")}
+    if not zips:
+        raise ClassroomError(
+            f"no autograder zips (*-autograder.zip) in {autograders}; run "
+            f"`make classroom` (or tools/classroom.py build) first")
+    files = submissions(folder)
+    if not files:
+        raise ClassroomError(f"no .ipynb or .zip submissions in {folder}")
+    rows = []
+    for i, path in enumerate(files, 1):
+        rel = str(path.relative_to(folder))
+        start = time.perf_counter()
+        row = dict(submission=rel, assignment="", score=0.0, possible=0.0,
+                   percent=0.0, error="", questions={}, results=None)
+        print(f"[{i}/{len(files)}] grading {rel} ...", flush=True)
+        try:
+            name = _assignment_of(path, sorted(zips))
+            row["assignment"] = name
+            res = grade_submission(str(path), str(zips[name]), quiet=True)
+            row["results"] = res
+            row["questions"] = {
+                q: (res.get_result(q).score, res.get_result(q).possible)
+                for q in res.test_files}
+            row["score"] = float(res.total)
+            row["possible"] = float(res.possible)
+            row["percent"] = 100 * row["score"] / (row["possible"] or 1)
+        except Exception as e:  # one bad submission must not stop the rest
+            row["error"] = f"{type(e).__name__}: {e}"
+        rows.append(row)
+        _print_row(row, time.perf_counter() - start)
+    _print_total(rows)
+    csv_path = Path(csv_path) if csv_path else folder / "grades.csv"
+    _write_csv(rows, csv_path)
+    print(f"wrote {csv_path}")
+    return rows
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _print_row(row: dict, seconds: float) -> None:
+    if row["error"]:
+        print(f"    {row['submission']}: ERROR {row['error']}", flush=True)
+        return
+    qs = ", ".join(f"{q.split('_')[0]} {_fmt(s)}/{_fmt(p)}"
+                   for q, (s, p) in row["questions"].items())
+    print(f"    {row['submission']:<40} {row['assignment']:<22} "
+          f"{_fmt(row['score']):>5}/{_fmt(row['possible']):<5} "
+          f"{row['percent']:5.1f}%  ({qs}; {seconds:.0f} s)", flush=True)
+
+
+def _print_total(rows: list[dict]) -> None:
+    ok = [r for r in rows if not r["error"]]
+    score = sum(r["score"] for r in ok)
+    possible = sum(r["possible"] for r in ok)
+    mean = sum(r["percent"] for r in ok) / len(ok) if ok else 0.0
+    print(f"total: {len(rows)} submission(s), {len(rows) - len(ok)} "
+          f"error(s); {_fmt(score)}/{_fmt(possible)} points; mean "
+          f"{mean:.1f}%", flush=True)
+
+
+def _write_csv(rows: list[dict], path: Path) -> None:
+    questions = sorted({q for r in rows for q in r["questions"]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["submission", "assignment", "score", "possible",
+                    "percent", *questions, "error"])
+        for r in rows:
+            w.writerow([r["submission"], r["assignment"], _fmt(r["score"]),
+                        _fmt(r["possible"]), f"{r['percent']:.1f}",
+                        *[_fmt(r["questions"][q][0])
+                          if q in r["questions"] else ""
+                          for q in questions], r["error"]])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build the edition with otter assign")
+    b.add_argument("names", nargs="*", help="masters to build (all)")
+    b.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    b.add_argument("--no-run-tests", action="store_true",
+                   help="do not run the checks on the solutions")
+    b.add_argument("--repo", default=DEFAULT_REPO,
+                   help="GitHub OWNER/NAME where student/ is published")
+    b.add_argument("--branch", default=DEFAULT_BRANCH)
+    b.add_argument("--folder", default=DEFAULT_FOLDER,
+                   help="folder of the repository that holds student/")
+    g = sub.add_parser("grade", help="grade a folder of submissions")
+    g.add_argument("folder", type=Path)
+    g.add_argument("--autograders", type=Path,
+                   default=DEFAULT_OUT / "autograder")
+    g.add_argument("--csv", type=Path, default=None)
+    args = p.parse_args(argv)
+    try:
+        if args.command == "build":
+            if not re.fullmatch(r"[\w.-]+/[\w.-]+", args.repo):
+                raise ClassroomError(
+                    f"--repo must be OWNER/NAME, got {args.repo!r}")
+            build(args.out, args.names, not args.no_run_tests, args.repo,
+                  args.branch, args.folder.strip("/"))
+        else:
+            grade(args.folder, args.autograders, args.csv)
+    except ClassroomError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
