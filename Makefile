@@ -51,8 +51,12 @@ lab: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check d2l_densenet tests benchmarks tools notebooks
 
+# The benchmark suite in one run: ratios side by side, and everything in
+# build/benchmarks.json. Pass options through, e.g.
+# make benchmark BENCH_ARGS='--only speed --speed "--epochs 2"'
+BENCH_ARGS ?=
 benchmark: $(STAMP)
-	$(PY) benchmarks/bench_memory_efficient.py
+	$(PY) benchmarks/run_all.py --out build/benchmarks.json $(BENCH_ARGS)
 
 # The classroom edition (otter-grader): student notebooks, autograder
 # zips and solutions in build/classroom/ (the solutions' checks run while

@@ -4,15 +4,28 @@
 ``cpu`` (reduced settings a 2-core laptop finishes in minutes) or
 ``smoke`` (what CI runs: seconds per notebook). Unset, the mode follows
 the device: ``gpu`` when CUDA is available, else ``cpu``.
+
+How a recipe runs beside its hyperparameters (bf16 autocast,
+channels-last, learning-rate schedule) is in ``TRAIN_OPTIONS``. Whether
+bf16 pays on this CPU is decided by measuring (:func:`cpu_amp`), not by
+guessing from the CPU's name: a CPU without native bf16 (e.g. AVX2 only)
+runs bf16 convolutions far slower than fp32 and keeps fp32.
 """
 from __future__ import annotations
 
+import functools
+import math
 import os
+import time
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-__all__ = ["MODES", "RECIPES", "run_mode", "default_device", "choose",
-           "setup_plots", "CJK_FONTS"]
+__all__ = ["MODES", "RECIPES", "TRAIN_OPTIONS", "run_mode",
+           "default_device", "choose", "AmpChoice", "cpu_amp",
+           "cpu_amp_choice", "resolve_amp", "train_options",
+           "lr_scheduler", "setup_plots", "CJK_FONTS"]
 
 MODES = ("gpu", "cpu", "smoke")
 ENV = "D2L_DENSENET_MODE"
@@ -24,6 +37,22 @@ RECIPES = {
     "gpu": dict(epochs=10, lr=0.1, batch_size=256, resize=96),
     "cpu": dict(epochs=3, lr=0.1, batch_size=128, resize=32),
 }
+
+#: How each recipe trains, as ``train_ch6`` options. The GPU recipe is
+#: the book's (fp32, constant learning rate). The CPU recipe uses what
+#: the CPU supports: channels-last (oneDNN's fast layout), bf16 autocast
+#: where :func:`cpu_amp` measured it clearly faster, and a cosine decay
+#: of the learning rate over the epochs (a short run ends on a small
+#: step instead of wherever lr 0.1 leaves it).
+TRAIN_OPTIONS = {
+    "gpu": dict(amp=None, channels_last=False, lr_schedule="constant"),
+    "cpu": dict(amp="auto", channels_last=True, lr_schedule="cosine"),
+}
+AMP_ENV = "D2L_DENSENET_CPU_AMP"
+AMP_CHOICES = ("auto", "none", "bf16", "fp16")
+LR_SCHEDULES = ("constant", "cosine")
+#: bf16 must be at least this much faster than fp32 to be chosen.
+AMP_MIN_SPEEDUP = 1.2
 
 
 def default_device() -> torch.device:
@@ -87,7 +116,9 @@ def choose(settings: dict[str, dict], mode: str | None = None):
     "smoke": {...}}`` and say on screen which ones are in force.
 
     Returns ``(mode, device, settings)``. A notebook's parameters cell is
-    one call to this function; it also calls :func:`setup_plots`.
+    one call to this function; it also calls :func:`setup_plots`. A
+    setting ``amp="auto"`` is resolved for the device
+    (:func:`resolve_amp`: measured on a CPU) and the choice printed.
     """
     missing = [m for m in MODES if m not in settings]
     if missing:
@@ -104,5 +135,172 @@ def choose(settings: dict[str, dict], mode: str | None = None):
         note = (f"reduced from the GPU settings ({book}); results differ "
                 f"from the book")
     print(f"{mode.upper()} mode on {device}: {shown}\n({note})")
+    if chosen.get("amp") == "auto":
+        chosen["amp"], why = resolve_amp("auto", device)
+        print(f"amp=auto -> {chosen['amp'] or 'none (fp32)'}: {why}")
     setup_plots()
     return mode, device, chosen
+
+
+# --- bf16 on the CPU: decided by measuring --------------------------------
+
+@dataclass(frozen=True)
+class AmpChoice:
+    """The CPU's autocast decision: ``amp`` is ``"bf16"`` or None (fp32);
+    ``reason`` says why; the times are one training step of a small conv
+    layer in each precision (None where not measured)."""
+
+    amp: str | None
+    reason: str
+    fp32_ms: float | None = None
+    bf16_ms: float | None = None
+
+    def __str__(self) -> str:
+        return f"amp={self.amp or 'none (fp32)'}: {self.reason}"
+
+
+def _cpu_bf16_support() -> tuple[bool, str]:
+    """Whether oneDNN reports bf16 support on this CPU, and a note."""
+    cap = torch.backends.cpu.get_cpu_capability()
+    if not torch.backends.mkldnn.is_available():
+        return False, f"this PyTorch has no oneDNN (CPU: {cap})"
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if check is None:  # not exposed by this PyTorch: let timing decide
+        return True, f"CPU {cap}, bf16 support not reported"
+    try:
+        ok = bool(check())
+    except RuntimeError:
+        return True, f"CPU {cap}, bf16 support not reported"
+    return ok, f"oneDNN reports {'' if ok else 'no '}bf16 support " \
+               f"(CPU {cap})"
+
+
+def _time_amp(repeats: int = 3, channels_last: bool = True,
+              give_up: float = 3.0) -> tuple[float, float]:
+    """Seconds of one training step (BatchNorm, ReLU, 3x3 conv: the
+    chapter's conv block at its common shape) in fp32 and under bf16
+    autocast, best of ``repeats``, interleaved so load affects both.
+    Stops early once bf16 is ``give_up`` times slower than fp32."""
+    g = torch.Generator().manual_seed(0)
+    block = nn.Sequential(nn.BatchNorm2d(128), nn.ReLU(),
+                          nn.Conv2d(128, 32, kernel_size=3, padding=1))
+    X = torch.randn(64, 128, 8, 8, generator=g)
+    if channels_last:
+        block = block.to(memory_format=torch.channels_last)
+        X = X.contiguous(memory_format=torch.channels_last)
+
+    def step(dtype):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16,
+                            enabled=dtype is torch.bfloat16):
+            out = block(X)
+        out.float().square().mean().backward()
+        block.zero_grad(set_to_none=True)
+        return time.perf_counter() - start
+
+    step(torch.float32)  # warm-up (oneDNN primitive creation)
+    step(torch.bfloat16)
+    best = {torch.float32: math.inf, torch.bfloat16: math.inf}
+    for _ in range(repeats):
+        for dtype in best:
+            best[dtype] = min(best[dtype], step(dtype))
+        if best[torch.bfloat16] > give_up * best[torch.float32]:
+            break
+    return best[torch.float32], best[torch.bfloat16]
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_amp_choice() -> AmpChoice:
+    """Decide once per process whether CPU training uses bf16 autocast.
+
+    ``$D2L_DENSENET_CPU_AMP`` (``bf16`` or ``none``) overrides. Otherwise
+    bf16 needs oneDNN's bf16 support on this CPU and, measured on a
+    conv-block training step, to be at least ``AMP_MIN_SPEEDUP`` times
+    faster than fp32; else None (fp32).
+    """
+    forced = os.environ.get(AMP_ENV, "").strip().lower()
+    if forced:
+        if forced not in ("bf16", "none"):
+            raise ValueError(f"{AMP_ENV} must be bf16 or none, got "
+                             f"{forced!r}")
+        return AmpChoice(None if forced == "none" else "bf16",
+                         f"set by {AMP_ENV}={forced}")
+    ok, note = _cpu_bf16_support()
+    if not ok:
+        return AmpChoice(None, f"{note}; fp32")
+    fp32, bf16 = _time_amp()
+    ms = dict(fp32_ms=fp32 * 1e3, bf16_ms=bf16 * 1e3)
+    speedup = fp32 / bf16
+    if speedup >= AMP_MIN_SPEEDUP:
+        return AmpChoice("bf16", f"{note}; measured bf16 {speedup:.2f}x "
+                                 f"faster than fp32", **ms)
+    return AmpChoice(None, f"{note}; measured bf16 at {speedup:.2f}x "
+                           f"fp32's speed (needs >= {AMP_MIN_SPEEDUP}x)",
+                     **ms)
+
+
+def cpu_amp() -> str | None:
+    """``"bf16"`` if bf16 autocast is measured clearly faster on this
+    CPU, else None (see :func:`cpu_amp_choice`)."""
+    return cpu_amp_choice().amp
+
+
+def resolve_amp(amp: str | None, device) -> tuple[str | None, str]:
+    """Turn an ``amp`` setting (``"auto"``, ``"none"``/None, ``"bf16"``,
+    ``"fp16"``) into ``train_ch6``'s ``amp`` for ``device``, with a
+    reason to print. ``"auto"``: measured on a CPU (:func:`cpu_amp`);
+    bf16 on a GPU that supports it."""
+    if amp is None or amp == "none":
+        return None, "fp32"
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {AMP_CHOICES} or None, got "
+                         f"{amp!r}")
+    if amp != "auto":
+        return amp, "as asked"
+    device = torch.device(device)
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "the GPU supports bf16"
+        return None, "the GPU has no bf16; fp32"
+    if device.type != "cpu":
+        return None, f"no autocast decision for {device.type}; fp32"
+    choice = cpu_amp_choice()
+    return choice.amp, choice.reason
+
+
+def lr_scheduler(name: str | None, num_epochs: int):
+    """``train_ch6``'s ``scheduler`` for a schedule name: ``"constant"``
+    (the book's; returns None) or ``"cosine"`` (cosine decay over
+    ``num_epochs``, stepped once per epoch: lr 0.1 over 3 epochs gives
+    0.1, 0.075, 0.025)."""
+    if name not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got "
+                         f"{name!r}")
+    if name == "constant":
+        return None
+    return functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR,
+                             T_max=num_epochs)
+
+
+def train_options(recipe: str, device, **overrides) -> dict:
+    """``TRAIN_OPTIONS[recipe]`` with the non-None ``overrides`` applied
+    and ``amp="auto"`` resolved for ``device``; prints one line saying
+    what is in force and why. Returns ``amp``, ``channels_last`` and
+    ``lr_schedule``."""
+    if recipe not in TRAIN_OPTIONS:
+        raise ValueError(f"recipe must be one of {sorted(TRAIN_OPTIONS)}, "
+                         f"got {recipe!r}")
+    unknown = set(overrides) - set(TRAIN_OPTIONS[recipe])
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)}; accepted: "
+                         f"{sorted(TRAIN_OPTIONS[recipe])}")
+    options = dict(TRAIN_OPTIONS[recipe])
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    options["amp"], why = resolve_amp(options["amp"], device)
+    lr_scheduler(options["lr_schedule"], 1)  # check the name
+    print(f"training options on {torch.device(device)}: "
+          f"amp={options['amp'] or 'none'}, "
+          f"channels_last={options['channels_last']}, "
+          f"lr_schedule={options['lr_schedule']}\n"
+          f"(amp: {why})")
+    return options
