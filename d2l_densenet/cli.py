@@ -38,61 +38,32 @@ TRAIN_SIZE, TEST_SIZE, NUM_CLASSES = 60_000, 10_000, 10
 MAX_SEED = 2**32 - 1
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive int, got {text!r}")
-    return value
+def _checked(convert, ok, accepted: str):
+    """An argparse ``type``: ``convert(text)`` must work and pass ``ok``;
+    otherwise argparse reports the option, ``accepted`` and the text."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(
+                f"expected {accepted}, got {text!r}")
+        return value
+    return parse
 
 
-def _resize(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected an image side in pixels (0 keeps 28), got {text!r}")
-    return value
-
-
-def _learning_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(
-            f"expected a finite number > 0 (the book uses 0.1), got "
-            f"{text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(
-            f"expected an int from 0 to {MAX_SEED}, got {text!r}")
-    return value
-
-
-def _arch(text: str) -> tuple[int, ...]:
-    try:
-        arch = tuple(int(n) for n in text.split(","))
-    except ValueError:
-        arch = ()
-    if not arch or min(arch) < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected convs per dense block as positive ints separated by "
-            f"commas (the book: 4,4,4,4), got {text!r}")
-    return arch
+_positive_int = _checked(int, lambda v: v >= 1, "a positive int")
+_resize = _checked(int, lambda v: v >= 0,
+                   "an image side in pixels (0 keeps 28)")
+_learning_rate = _checked(float, lambda v: math.isfinite(v) and v > 0,
+                          "a finite number > 0 (the book uses 0.1)")
+_seed = _checked(int, lambda v: 0 <= v <= MAX_SEED,
+                 f"an int from 0 to {MAX_SEED}")
+_arch = _checked(lambda text: tuple(int(n) for n in text.split(",")),
+                 lambda arch: min(arch) >= 1,
+                 "convs per dense block as positive ints separated by "
+                 "commas (the book: 4,4,4,4)")
 
 
 class _Parser(argparse.ArgumentParser):
