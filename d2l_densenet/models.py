@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .blocks import DenseBlock, transition_block
+from .blocks import DenseBlock, forward_stages, memory_level, transition_block
 from .checks import check_arch, check_tensor, min_input_size
 
 __all__ = ["CheckedInput", "DenseNet", "Residual", "ResNet", "densenet",
@@ -79,9 +79,10 @@ class DenseNet(CheckedInput, nn.Sequential):
                  num_channels: int = 64, growth_rate: int = 32,
                  arch: Sequence[int] = (4, 4, 4, 4),
                  transition_pool: str = "avg", head_pool: str = "avg",
-                 memory_efficient: bool = False) -> None:
+                 memory_efficient=False) -> None:
         super().__init__()
         check_arch(arch, "convs per dense block")
+        memory_efficient = memory_level(memory_efficient)
         if head_pool not in HEAD_POOLS:
             raise ValueError(f"head_pool must be one of "
                              f"{sorted(HEAD_POOLS)}, got {head_pool!r}")
@@ -109,8 +110,26 @@ class DenseNet(CheckedInput, nn.Sequential):
         self.num_features = num_channels
         self.head_pool = head_pool
 
+    @property
+    def memory_efficient(self):
+        """False or the name of the memory-efficient level; can be set on
+        a built model (``net.memory_efficient = "layer"``)."""
+        return next((m.memory_efficient for m in self.modules()
+                     if isinstance(m, DenseBlock)), False)
+
+    @memory_efficient.setter
+    def memory_efficient(self, value) -> None:
+        value = memory_level(value)
+        for m in self.modules():
+            if isinstance(m, DenseBlock):
+                m.memory_efficient = value
+
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         self.check_input(X)
+        if (self.memory_efficient in ("selective", "layer")
+                and torch.is_grad_enabled()):
+            # The stem and transitions checkpointed too (see blocks.py)
+            return forward_stages(self, X, self.memory_efficient)
         return super().forward(X)
 
 
@@ -118,14 +137,16 @@ def densenet(in_channels: int = 1, num_classes: int = 10,
              growth_rate: int = 32, arch: Sequence[int] = (4, 4, 4, 4),
              transition_pool: str = "avg", num_channels: int = 64,
              head_pool: str = "avg",
-             memory_efficient: bool = False) -> DenseNet:
+             memory_efficient=False) -> DenseNet:
     """The chapter's DenseNet (758,226 parameters at the defaults).
 
     ``head_pool="avg"`` is d2l 1.0's and the paper's global average
     pooling; ``"max"`` is the Chinese edition's / d2l 0.17's PyTorch code
     (``nn.AdaptiveMaxPool2d``). ``memory_efficient=True`` checkpoints
     every conv block in the dense blocks (see
-    :class:`~d2l_densenet.blocks.DenseBlock`)."""
+    :class:`~d2l_densenet.blocks.DenseBlock`); "selective" and "layer"
+    (:data:`~d2l_densenet.blocks.MEMORY_EFFICIENT_LEVELS`) also the stem
+    and the transitions."""
     return DenseNet(in_channels=in_channels, num_classes=num_classes,
                     num_channels=num_channels, growth_rate=growth_rate,
                     arch=tuple(arch), transition_pool=transition_pool,

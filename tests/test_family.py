@@ -355,13 +355,14 @@ def test_memory_efficient_in_eval_and_no_grad(pair):
     assert eff.memory_efficient and not net.memory_efficient
 
 
-def test_torch_compile_memory_efficient_matches_eager():
+@pytest.mark.parametrize("level", [True, "layer"])
+def test_torch_compile_memory_efficient_matches_eager(level):
     """torch.compile traces the checkpoints (aot_eager here to stay fast;
     the default inductor backend gives the same gradients)."""
     torch.manual_seed(0)
     ref = small()
     eff = copy.deepcopy(ref)
-    eff.memory_efficient = True
+    eff.memory_efficient = level
     X = torch.randn(2, 3, 32, 32)
     ref(X).sum().backward()
     compiled = torch.compile(eff, backend="aot_eager")
