@@ -17,7 +17,7 @@ from torch.utils import checkpoint
 from .checks import check_positive_int
 
 __all__ = ["conv_block", "DenseBlock", "transition_block", "POOLS",
-           "MEMORY_EFFICIENT_LEVELS", "memory_level",
+           "MEMORY_EFFICIENT_LEVELS", "MemoryEfficient", "memory_level",
            "checkpoint_batchnorm_once", "checkpoint_level",
            "forward_stages"]
 
@@ -133,6 +133,33 @@ def memory_level(value) -> str | bool:
     raise ValueError(
         f"memory_efficient must be False, True or one of "
         f"{', '.join(map(repr, MEMORY_EFFICIENT_LEVELS))}, got {value!r}")
+
+
+class MemoryEfficient:
+    """Mixin for a model built of dense blocks: ``memory_efficient``
+    reads and sets the level of every part that has one."""
+
+    def _level_parts(self):
+        return (m for m in self.modules()
+                if m is not self and "memory_efficient" in vars(m))
+
+    @property
+    def memory_efficient(self):
+        """False or the level's name (True reads as "bottleneck"); can be
+        set on a built model (``net.memory_efficient = "layer"``)."""
+        return next((m.memory_efficient for m in self._level_parts()),
+                    False)
+
+    @memory_efficient.setter
+    def memory_efficient(self, value) -> None:
+        value = memory_level(value)
+        for m in list(self._level_parts()):
+            m.memory_efficient = value
+
+    def checkpoints_stages(self) -> bool:
+        """Whether ``forward`` runs through :func:`forward_stages`."""
+        return (self.memory_efficient in ("selective", "layer")
+                and torch.is_grad_enabled())
 
 
 def _keep_convolutions(ctx, op, *args, **kwargs):

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .blocks import (
+    MemoryEfficient,
     checkpoint_batchnorm_once,
     checkpoint_level,
     forward_stages,
@@ -197,7 +198,7 @@ _LEGACY_KEY = re.compile(
     r"|num_batches_tracked))$")
 
 
-class DenseNetBC(CheckedInput, nn.Module):
+class DenseNetBC(CheckedInput, MemoryEfficient, nn.Module):
     """The paper's DenseNet-BC: ``features`` (``conv0``, ``norm0``,
     ``relu0``, ``pool0``, ``denseblock1``, ``transition1``, ...,
     ``denseblockN``, ``norm5``), then ReLU, global average pooling and
@@ -261,25 +262,9 @@ class DenseNetBC(CheckedInput, nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.constant_(m.bias, 0)
 
-    @property
-    def memory_efficient(self):
-        """False or the memory-efficient level's name (True reads as
-        "bottleneck"); can be set on a built model
-        (``net.memory_efficient = "layer"``)."""
-        return next((m.memory_efficient for m in self.modules()
-                     if isinstance(m, DenseLayerBC)), False)
-
-    @memory_efficient.setter
-    def memory_efficient(self, value) -> None:
-        value = memory_level(value)
-        for m in self.modules():
-            if isinstance(m, DenseLayerBC):
-                m.memory_efficient = value
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        if (self.memory_efficient in ("selective", "layer")
-                and torch.is_grad_enabled()):
+        if self.checkpoints_stages():
             out = forward_stages(self.features, x, self.memory_efficient)
         else:
             out = self.features(x)

@@ -14,7 +14,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .blocks import DenseBlock, forward_stages, memory_level, transition_block
+from .blocks import (
+    DenseBlock,
+    MemoryEfficient,
+    forward_stages,
+    memory_level,
+    transition_block,
+)
 from .checks import check_arch, check_tensor, min_input_size
 
 __all__ = ["CheckedInput", "DenseNet", "Residual", "ResNet", "densenet",
@@ -71,7 +77,7 @@ class CheckedInput:
                 f"book does")
 
 
-class DenseNet(CheckedInput, nn.Sequential):
+class DenseNet(CheckedInput, MemoryEfficient, nn.Sequential):
     """The chapter's DenseNet: stem ``b1``, dense blocks ``dense_blk{i}``
     with transitions ``tran_blk{i}`` between them, and head ``last``."""
 
@@ -110,24 +116,9 @@ class DenseNet(CheckedInput, nn.Sequential):
         self.num_features = num_channels
         self.head_pool = head_pool
 
-    @property
-    def memory_efficient(self):
-        """False or the name of the memory-efficient level; can be set on
-        a built model (``net.memory_efficient = "layer"``)."""
-        return next((m.memory_efficient for m in self.modules()
-                     if isinstance(m, DenseBlock)), False)
-
-    @memory_efficient.setter
-    def memory_efficient(self, value) -> None:
-        value = memory_level(value)
-        for m in self.modules():
-            if isinstance(m, DenseBlock):
-                m.memory_efficient = value
-
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         self.check_input(X)
-        if (self.memory_efficient in ("selective", "layer")
-                and torch.is_grad_enabled()):
+        if self.checkpoints_stages():
             # The stem and transitions checkpointed too (see blocks.py)
             return forward_stages(self, X, self.memory_efficient)
         return super().forward(X)

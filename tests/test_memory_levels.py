@@ -42,6 +42,20 @@ def pair(model, level, **kwargs):
     return net, eff
 
 
+def same_gradients(net, eff):
+    for (name, p), q in zip(net.named_parameters(), eff.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6,
+                                   msg=name)
+
+
+def same_state(net, eff):
+    """Same parameters and buffers (BatchNorm's running statistics and
+    num_batches_tracked)."""
+    for (name, a), b in zip(net.state_dict().items(),
+                            eff.state_dict().values()):
+        torch.testing.assert_close(b, a, msg=name)
+
+
 def batchnorms(net):
     return [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
 
@@ -65,14 +79,10 @@ def test_same_outputs_gradients_and_batchnorm_counted_once(model, level):
     torch.testing.assert_close(grads[1][0], grads[0][0])
     torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-4,
                                atol=1e-6)
-    for (name, p), q in zip(net.named_parameters(), eff.parameters()):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6,
-                                   msg=name)
+    same_gradients(net, eff)
     # Running statistics as after one forward pass: the recomputation in
     # backward does not count the batch a second time.
-    for (name, a), b in zip(net.state_dict().items(),
-                            eff.state_dict().values()):
-        torch.testing.assert_close(b, a, msg=name)
+    same_state(net, eff)
     assert [int(bn.num_batches_tracked) for bn in batchnorms(eff)] == [
         1] * len(batchnorms(eff))
 
@@ -89,12 +99,8 @@ def test_no_grad_and_eval(model, level):
         torch.testing.assert_close(eff(X), net(X))
     eff(X).sum().backward()                              # eval, with grad
     net(X).sum().backward()
-    for (name, p), q in zip(net.named_parameters(), eff.parameters()):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6,
-                                   msg=name)
-    for (name, a), b in zip(net.state_dict().items(),
-                            eff.state_dict().values()):
-        torch.testing.assert_close(b, a, msg=name)
+    same_gradients(net, eff)
+    same_state(net, eff)
 
 
 @pytest.mark.parametrize("level", MEMORY_EFFICIENT_LEVELS)
@@ -105,9 +111,7 @@ def test_dropout_masks_recomputed_alike(level):
     for m in (net, eff):
         torch.manual_seed(1)
         m(X).square().sum().backward()
-    for (name, p), q in zip(net.named_parameters(), eff.parameters()):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6,
-                                   msg=name)
+    same_gradients(net, eff)
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -121,12 +125,8 @@ def test_dense_block_alone(level):
     torch.testing.assert_close(Y2, Y1)
     Y1.square().sum().backward()
     Y2.square().sum().backward()
-    for (name, p), q in zip(plain.named_parameters(), eff.parameters()):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6,
-                                   msg=name)
-    for (name, a), b in zip(plain.state_dict().items(),
-                            eff.state_dict().values()):
-        torch.testing.assert_close(b, a, msg=name)
+    same_gradients(plain, eff)
+    same_state(plain, eff)
 
 
 @pytest.mark.parametrize("model", MODELS)
