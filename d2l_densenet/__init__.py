@@ -15,7 +15,12 @@ The public API (re-exports only), one concern per module:
 * ``settings`` -- run modes (gpu / cpu / smoke) and the CLI's recipes
 * ``cli``      -- ``python -m d2l_densenet``
 """
-from .blocks import DenseBlock, conv_block, transition_block
+from .blocks import (
+    MEMORY_EFFICIENT_LEVELS,
+    DenseBlock,
+    conv_block,
+    transition_block,
+)
 from .data import (
     CorruptDataError,
     DataNotFoundError,
@@ -77,6 +82,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "conv_block", "DenseBlock", "transition_block",
+    "MEMORY_EFFICIENT_LEVELS",
     "DenseNet", "Residual", "ResNet", "densenet", "resnet18",
     "load_data_fashion_mnist", "fashion_mnist_datasets",
     "find_fashion_mnist", "balanced_indices", "TensorLoader",

@@ -19,7 +19,13 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from .blocks import checkpoint_batchnorm_once
+from .blocks import (
+    MemoryEfficient,
+    checkpoint_batchnorm_once,
+    checkpoint_level,
+    forward_stages,
+    memory_level,
+)
 from .checks import check_arch, check_positive_int
 from .models import CheckedInput
 
@@ -36,15 +42,17 @@ class DenseLayerBC(nn.Module):
 
     ``forward`` takes a tensor or the list of all earlier feature maps
     (concatenated on channels inside the bottleneck). With
-    ``memory_efficient=True`` the concatenate-BN-ReLU-1x1-conv part is
-    recomputed during backward (``torch.utils.checkpoint``) instead of being
-    stored; that saves the quadratic memory of the concatenations.
+    ``memory_efficient=True`` (= "bottleneck") the concatenate-BN-ReLU-1x1
+    conv part is recomputed during backward (``torch.utils.checkpoint``)
+    instead of being stored; that saves the quadratic memory of the
+    concatenations. "selective" keeps only the two conv outputs, "layer"
+    only the layer's output (see :data:`MEMORY_EFFICIENT_LEVELS`).
     ``drop_rate > 0`` adds dropout after the 3x3 conv while training.
     """
 
     def __init__(self, input_channels: int, growth_rate: int,
                  bn_size: int = 4, drop_rate: float = 0.0,
-                 memory_efficient: bool = False) -> None:
+                 memory_efficient=False) -> None:
         super().__init__()
         check_positive_int(input_channels=input_channels,
                             growth_rate=growth_rate, bn_size=bn_size)
@@ -61,7 +69,7 @@ class DenseLayerBC(nn.Module):
         self.conv2 = nn.Conv2d(inner, growth_rate, kernel_size=3,
                                padding=1, bias=False)
         self.drop_rate = float(drop_rate)
-        self.memory_efficient = bool(memory_efficient)
+        self.memory_efficient = memory_level(memory_efficient)
 
     def bottleneck(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         """Concatenate -> BN -> ReLU -> 1x1 conv."""
@@ -75,18 +83,25 @@ class DenseLayerBC(nn.Module):
             lambda *features: self.bottleneck(list(features)), self.norm1,
             *inputs)
 
+    def whole(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The whole layer up to dropout: bottleneck, BN, ReLU, 3x3 conv."""
+        return self.conv2(self.relu2(self.norm2(
+            self.bottleneck(list(inputs)))))
+
     def forward(self, inputs: torch.Tensor | list[torch.Tensor]
                 ) -> torch.Tensor:
         if isinstance(inputs, torch.Tensor):
             prev = [inputs]
         else:
             prev = inputs
-        if self.memory_efficient and torch.is_grad_enabled() and any(
-                t.requires_grad for t in prev):
-            out = self.checkpointed_bottleneck(prev)
+        level = self.memory_efficient
+        if level in ("selective", "layer"):
+            out = checkpoint_level(self.whole, self, prev, level)
+        elif level and torch.is_grad_enabled():
+            out = self.conv2(self.relu2(self.norm2(
+                self.checkpointed_bottleneck(prev))))
         else:
-            out = self.bottleneck(prev)
-        out = self.conv2(self.relu2(self.norm2(out)))
+            out = self.whole(*prev)
         if self.drop_rate > 0:
             out = nn.functional.dropout(out, p=self.drop_rate,
                                         training=self.training)
@@ -104,7 +119,7 @@ class DenseBlockBC(nn.ModuleDict):
     def __init__(self, num_layers: int, input_channels: int,
                  growth_rate: int, bn_size: int = 4,
                  drop_rate: float = 0.0,
-                 memory_efficient: bool = False) -> None:
+                 memory_efficient=False) -> None:
         super().__init__()
         check_positive_int(num_layers=num_layers,
                             input_channels=input_channels,
@@ -119,10 +134,15 @@ class DenseBlockBC(nn.ModuleDict):
         self.out_channels = input_channels + num_layers * growth_rate
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        features = [X]
+        return torch.cat(self.forward_list([X]), 1)
+
+    def forward_list(self, features: list[torch.Tensor]
+                     ) -> list[torch.Tensor]:
+        """``features`` plus each layer's output, not concatenated."""
+        features = list(features)
         for _, layer in self.items():
             features.append(layer(features))
-        return torch.cat(features, 1)
+        return features
 
 
 class TransitionBC(nn.Sequential):
@@ -178,7 +198,7 @@ _LEGACY_KEY = re.compile(
     r"|num_batches_tracked))$")
 
 
-class DenseNetBC(CheckedInput, nn.Module):
+class DenseNetBC(CheckedInput, MemoryEfficient, nn.Module):
     """The paper's DenseNet-BC: ``features`` (``conv0``, ``norm0``,
     ``relu0``, ``pool0``, ``denseblock1``, ``transition1``, ...,
     ``denseblockN``, ``norm5``), then ReLU, global average pooling and
@@ -187,17 +207,20 @@ class DenseNetBC(CheckedInput, nn.Module):
     ``growth_rate`` is k, ``block_config`` the layers per dense block,
     ``num_init_features`` the stem's channels, ``bn_size * growth_rate``
     the bottleneck width, ``compression`` the transitions' theta.
-    ``memory_efficient=True`` checkpoints every bottleneck (see
-    :class:`DenseLayerBC`); it works with ``torch.compile``.
+    ``memory_efficient``: False, True (checkpoint every bottleneck, as
+    torchvision; works with ``torch.compile``) or a name in
+    :data:`MEMORY_EFFICIENT_LEVELS`; "selective" and "layer" also
+    checkpoint the stem and the transitions, on the list of feature maps.
     """
 
     def __init__(self, growth_rate: int = 32,
                  block_config: Sequence[int] = (6, 12, 24, 16),
                  num_init_features: int = 64, bn_size: int = 4,
                  drop_rate: float = 0.0, num_classes: int = 1000,
-                 in_channels: int = 3, memory_efficient: bool = False,
+                 in_channels: int = 3, memory_efficient=False,
                  compression: float = 0.5) -> None:
         super().__init__()
+        memory_efficient = memory_level(memory_efficient)
         check_arch(block_config, "layers per dense block",
                     name="block_config")
         check_positive_int(growth_rate=growth_rate,
@@ -239,22 +262,12 @@ class DenseNetBC(CheckedInput, nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.constant_(m.bias, 0)
 
-    @property
-    def memory_efficient(self) -> bool:
-        """Whether the dense layers checkpoint their bottlenecks; can be
-        set on a built model (``net.memory_efficient = True``)."""
-        return any(getattr(m, "memory_efficient", False)
-                   for m in self.modules() if isinstance(m, DenseLayerBC))
-
-    @memory_efficient.setter
-    def memory_efficient(self, value: bool) -> None:
-        for m in self.modules():
-            if isinstance(m, DenseLayerBC):
-                m.memory_efficient = bool(value)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        out = self.features(x)
+        if self.checkpoints_stages():
+            out = forward_stages(self.features, x, self.memory_efficient)
+        else:
+            out = self.features(x)
         out = F.relu(out, inplace=True)
         out = F.adaptive_avg_pool2d(out, (1, 1))
         out = torch.flatten(out, 1)
@@ -398,7 +411,7 @@ def _resolve_weights(name: str, weights, pretrained: bool):
 
 
 def _build_bc(name: str, num_classes: int, in_channels: int,
-              memory_efficient: bool, weights, pretrained: bool,
+              memory_efficient, weights, pretrained: bool,
               progress: bool, **kwargs) -> DenseNetBC:
     enum = _resolve_weights(name, weights, pretrained)
     growth_rate, block_config, num_init_features = DENSENET_BC_CONFIGS[name]
@@ -412,7 +425,7 @@ def _build_bc(name: str, num_classes: int, in_channels: int,
 
 
 def densenet121(num_classes: int = 1000, in_channels: int = 3, *,
-                memory_efficient: bool = False, weights=None,
+                memory_efficient=False, weights=None,
                 pretrained: bool = False, progress: bool = True,
                 **kwargs) -> DenseNetBC:
     """DenseNet-121 (k=32, blocks 6-12-24-16; 7,978,856 parameters).
@@ -424,7 +437,7 @@ def densenet121(num_classes: int = 1000, in_channels: int = 3, *,
 
 
 def densenet161(num_classes: int = 1000, in_channels: int = 3, *,
-                memory_efficient: bool = False, weights=None,
+                memory_efficient=False, weights=None,
                 pretrained: bool = False, progress: bool = True,
                 **kwargs) -> DenseNetBC:
     """DenseNet-161 (k=48, 96-channel stem, blocks 6-12-36-24;
@@ -435,7 +448,7 @@ def densenet161(num_classes: int = 1000, in_channels: int = 3, *,
 
 
 def densenet169(num_classes: int = 1000, in_channels: int = 3, *,
-                memory_efficient: bool = False, weights=None,
+                memory_efficient=False, weights=None,
                 pretrained: bool = False, progress: bool = True,
                 **kwargs) -> DenseNetBC:
     """DenseNet-169 (k=32, blocks 6-12-32-32; 14,149,480 parameters)."""
@@ -445,7 +458,7 @@ def densenet169(num_classes: int = 1000, in_channels: int = 3, *,
 
 
 def densenet201(num_classes: int = 1000, in_channels: int = 3, *,
-                memory_efficient: bool = False, weights=None,
+                memory_efficient=False, weights=None,
                 pretrained: bool = False, progress: bool = True,
                 **kwargs) -> DenseNetBC:
     """DenseNet-201 (k=32, blocks 6-12-48-32; 20,013,928 parameters)."""
@@ -455,7 +468,7 @@ def densenet201(num_classes: int = 1000, in_channels: int = 3, *,
 
 
 def densenet264(num_classes: int = 1000, in_channels: int = 3, *,
-                memory_efficient: bool = False, weights=None,
+                memory_efficient=False, weights=None,
                 pretrained: bool = False, progress: bool = True,
                 **kwargs) -> DenseNetBC:
     """DenseNet-264 (k=32, blocks 6-12-64-48; 33,337,704 parameters).

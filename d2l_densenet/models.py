@@ -14,7 +14,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .blocks import DenseBlock, transition_block
+from .blocks import (
+    DenseBlock,
+    MemoryEfficient,
+    forward_stages,
+    memory_level,
+    transition_block,
+)
 from .checks import check_arch, check_tensor, check_width, min_input_size
 
 __all__ = ["CheckedInput", "DenseNet", "Residual", "ResNet", "densenet",
@@ -68,7 +74,7 @@ class CheckedInput:
                 f"book does")
 
 
-class DenseNet(CheckedInput, nn.Sequential):
+class DenseNet(CheckedInput, MemoryEfficient, nn.Sequential):
     """The chapter's DenseNet: stem ``b1``, dense blocks ``dense_blk{i}``
     with transitions ``tran_blk{i}`` between them, and head ``last``."""
 
@@ -76,9 +82,10 @@ class DenseNet(CheckedInput, nn.Sequential):
                  num_channels: int = 64, growth_rate: int = 32,
                  arch: Sequence[int] = (4, 4, 4, 4),
                  transition_pool: str = "avg", head_pool: str = "avg",
-                 memory_efficient: bool = False) -> None:
+                 memory_efficient=False) -> None:
         super().__init__()
         check_arch(arch, "convs per dense block")
+        memory_efficient = memory_level(memory_efficient)
         if head_pool not in HEAD_POOLS:
             raise ValueError(f"head_pool must be one of "
                              f"{sorted(HEAD_POOLS)}, got {head_pool!r}")
@@ -108,6 +115,9 @@ class DenseNet(CheckedInput, nn.Sequential):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         self.check_input(X)
+        if self.checkpoints_stages():
+            # The stem and transitions checkpointed too (see blocks.py)
+            return forward_stages(self, X, self.memory_efficient)
         return super().forward(X)
 
 
@@ -115,14 +125,16 @@ def densenet(in_channels: int = 1, num_classes: int = 10,
              growth_rate: int = 32, arch: Sequence[int] = (4, 4, 4, 4),
              transition_pool: str = "avg", num_channels: int = 64,
              head_pool: str = "avg",
-             memory_efficient: bool = False) -> DenseNet:
+             memory_efficient=False) -> DenseNet:
     """The chapter's DenseNet (758,226 parameters at the defaults).
 
     ``head_pool="avg"`` is d2l 1.0's and the paper's global average
     pooling; ``"max"`` is the Chinese edition's / d2l 0.17's PyTorch code
     (``nn.AdaptiveMaxPool2d``). ``memory_efficient=True`` checkpoints
     every conv block in the dense blocks (see
-    :class:`~d2l_densenet.blocks.DenseBlock`)."""
+    :class:`~d2l_densenet.blocks.DenseBlock`); "selective" and "layer"
+    (:data:`~d2l_densenet.blocks.MEMORY_EFFICIENT_LEVELS`) also the stem
+    and the transitions."""
     return DenseNet(in_channels=in_channels, num_classes=num_classes,
                     num_channels=num_channels, growth_rate=growth_rate,
                     arch=tuple(arch), transition_pool=transition_pool,
