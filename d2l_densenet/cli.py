@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from . import data, models, settings
-from .train import AMP_DTYPES, OPTIMIZERS, PROGRESS, train_ch6
+from .train import OPTIMIZERS, PROGRESS, train_ch6
 
 __all__ = ["main", "parser", "run"]
 
@@ -96,9 +96,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", type=_resize,
                    help="image side; 0 keeps 28 (too small for DenseNet)")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
-    p.add_argument("--amp", choices=["none", *sorted(AMP_DTYPES)],
-                   default="none")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--amp", choices=list(settings.AMP_CHOICES),
+                   help="mixed precision (default: the recipe's; CPU: "
+                        "auto = bf16 where measured faster)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="channels-last layout (default: the recipe's)")
+    p.add_argument("--lr-schedule", choices=list(settings.LR_SCHEDULES),
+                   help="default: the recipe's (GPU constant, CPU cosine)")
     p.add_argument("--loader", choices=["tensor", "torchvision"],
                    default="tensor",
                    help="tensor: whole set on the device (fast); "
@@ -285,12 +289,17 @@ def main(argv: list[str] | None = None) -> dict:
             "resize", "subset", "test_subset", "loader", "seed", "head_pool",
             "transition_pool")}
         config["resize"] = recipe["resize"]
+        options = settings.train_options(
+            name, device, amp=args.amp, channels_last=args.channels_last,
+            lr_schedule=args.lr_schedule)
         start = time.perf_counter()
         history = train_ch6(
             net, train_iter, test_iter, recipe["epochs"], recipe["lr"],
-            device, optimizer=args.optimizer,
-            amp=None if args.amp == "none" else args.amp,
-            channels_last=args.channels_last, progress=args.progress,
+            device, optimizer=args.optimizer, amp=options["amp"],
+            channels_last=options["channels_last"],
+            scheduler=settings.lr_scheduler(options["lr_schedule"],
+                                            recipe["epochs"]),
+            progress=args.progress,
             seed=args.seed, sync_bn=args.sync_bn,
             checkpoint_dir=args.checkpoint_dir, resume=args.resume,
             config=config)
