@@ -107,10 +107,10 @@ def transition_block(input_channels: int, num_channels: int,
 # --- Memory-efficient levels (exercise 3: memory) -------------------------
 
 #: The names ``memory_efficient`` accepts besides False and True (True is
-#: "bottleneck"), from the most memory kept to the least. In every dense
-#: layer, and for "selective" and "layer" also in the stem and the
-#: transitions, which get the list of feature maps instead of their
-#: concatenation, so no concatenation is ever stored:
+#: "bottleneck"), from the most memory kept to the least. Each acts in
+#: every dense layer; "selective" and "layer" also in the stem and the
+#: transitions, which then take the list of feature maps rather than
+#: their concatenation, so no concatenation is stored:
 #:
 #: * "bottleneck": recompute the concatenation, BatchNorm, ReLU (and, in
 #:   DenseNet-BC, the 1x1 conv) before each layer's last conv;
