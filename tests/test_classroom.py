@@ -8,6 +8,14 @@ solution passes every check (public and hidden), every blank notebook
 fails every check, the folder's grades are full and zero marks. A planted
 wrong answer is executed as a student runs it, and its ``grader.check``
 output must carry the check's message.
+
+The Chinese student notebooks (student/zh/) must have the English ones'
+code cells and checks, Chinese text in every markdown cell, and grade
+alike: the graded folder holds, for assignment ``ZH_GRADED``, the Chinese
+blank notebook (in place of the English one: their code cells and
+metadata are equal, see test_zh_student_notebooks) and a Chinese notebook
+answered with the solution's code, both under names that do not say the
+assignment.
 """
 import csv
 import json
@@ -18,16 +26,32 @@ import zipfile
 import nbformat
 import pytest
 from classroom import (
+    _BADGE,
     MASTERS,
+    ZH_ANSWER,
     ClassroomError,
     _print_row,
     _print_total,
     build,
+    en_hash,
     grade,
     masters,
+    student_markdown,
+    unused_common,
+    zh_texts,
 )
 
 NAMES = [p.stem for p in sorted(MASTERS.glob("*.ipynb"))]
+#: The assignment whose Chinese notebooks are graded (the cheapest).
+ZH_GRADED = "c_parameters"
+ZH_BLANK, ZH_ANSWERED = "zh/blank.ipynb", "zh/answered.ipynb"
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_SPAN = re.compile(r"`([^`]+)`")
+
+
+def _blank(name):
+    """The graded folder's blank notebook of ``name``."""
+    return ZH_BLANK if name == ZH_GRADED else f"{name}-blank.ipynb"
 
 
 def _code(nb):
@@ -40,15 +64,34 @@ def edition(tmp_path_factory):
     return out, build(out, run_tests=False)
 
 
+def _answered(student, solution):
+    """``student`` with its answer cells holding the solution's code."""
+    answers = [c for c in _code(solution)
+               if "otter_assign_solution_cell" in c.metadata.get("tags", [])]
+    blanks = [c for c in _code(student)
+              if "otter_answer_cell" in c.metadata.get("tags", [])]
+    assert len(answers) == len(blanks) >= 4
+    for blank, answer in zip(blanks, answers):
+        blank.source = answer.source
+    return blanks
+
+
 @pytest.fixture(scope="module")
 def graded(edition, tmp_path_factory):
-    """Grade one folder: each assignment's solution and blank notebook,
-    plus a file that is not a notebook."""
+    """Grade one folder: each assignment's solution and blank notebook
+    (Chinese for ZH_GRADED), a Chinese notebook answered with the
+    solution's code, plus a file that is not a notebook."""
     out, built = edition
     folder = tmp_path_factory.mktemp("submissions")
+    (folder / "zh").mkdir()
     for name, paths in built.items():
         shutil.copyfile(paths["solution"], folder / f"{name}-solution.ipynb")
-        shutil.copyfile(paths["student"], folder / f"{name}-blank.ipynb")
+        blank = paths["student_zh" if name == ZH_GRADED else "student"]
+        shutil.copyfile(blank, folder / _blank(name))
+    zh = nbformat.read(built[ZH_GRADED]["student_zh"], as_version=4)
+    _answered(zh, nbformat.read(built[ZH_GRADED]["solution"],
+                                as_version=4))
+    nbformat.write(zh, folder / ZH_ANSWERED)
     (folder / "broken.ipynb").write_text("{not json", encoding="utf-8")
     rows = grade(folder, out / "autograder", folder / "grades.csv")
     return folder, {r["submission"]: r for r in rows}
@@ -96,7 +139,105 @@ def test_build_layout(edition):
         assert "..." not in "".join(c.source for c in
                                     _code(solution)[2:])
     index = (out / "student" / "README.md").read_text(encoding="utf-8")
-    assert index.count("colab-badge.svg") == len(NAMES)
+    assert index.count("colab-badge.svg") == 2 * len(NAMES)
+    assert index.count("/blob/main/classroom/zh/") == len(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_zh_student_notebooks(edition, name):
+    """The Chinese student notebook: the English one's code cells, checks
+    and metadata; every markdown cell Chinese (the master's English
+    gone), otter's additions kept; the badge at its own published path."""
+    _, built = edition
+    en = nbformat.read(built[name]["student"], as_version=4)
+    zh = nbformat.read(built[name]["student_zh"], as_version=4)
+    assert zh.metadata == en.metadata
+    assert zh.metadata["otter"]["assignment_name"] == name
+    assert [(c.id, c.cell_type) for c in zh.cells] == [
+        (c.id, c.cell_type) for c in en.cells]
+    assert _code(zh) == _code(en)
+    english = student_markdown(nbformat.read(MASTERS / f"{name}.ipynb",
+                                             as_version=4))
+    for a, b in zip(en.cells, zh.cells):
+        if a.cell_type != "markdown":
+            continue
+        assert b.metadata == a.metadata and _CJK.search(b.source), b.id
+        if a.id in english:
+            assert english[a.id].strip() in a.source
+            assert english[a.id].strip() not in b.source, a.id
+        else:  # otter's answer cell of a written question
+            assert b.source == ZH_ANSWER
+        for mark in ("<!-- BEGIN QUESTION -->", "<!-- END QUESTION -->"):
+            assert (mark in a.source) == (mark in b.source), a.id
+    badges = _BADGE.findall("".join(c.source for c in zh.cells))
+    assert badges == [name]
+    assert (f"https://colab.research.google.com/github/d2l-densenet/"
+            f"d2l-densenet/blob/main/classroom/zh/{name}.ipynb"
+            ) in zh.cells[0].source
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_master_markdown_cell_has_chinese(name):
+    """Each markdown cell students read has a Chinese text, translated
+    from the current English, that keeps the English's code (names,
+    signatures, values in backticks)."""
+    master = MASTERS / f"{name}.ipynb"
+    english = student_markdown(nbformat.read(master, as_version=4))
+    texts = zh_texts(master)
+    assert texts.keys() == english.keys() and len(texts) >= 10
+    for cid, en in english.items():
+        spans = {" ".join(x.split()) for x in _SPAN.findall(texts[cid])}
+        lost = {" ".join(x.split()) for x in _SPAN.findall(en)} - spans
+        assert not lost, f"{name} cell {cid}: Chinese lacks {lost}"
+    assert unused_common(NAMES) == []
+
+
+def test_missing_or_stale_chinese_stops_the_build(tmp_path, monkeypatch):
+    import classroom
+    name = "a_building_blocks"
+    zh = tmp_path / "zh"
+    shutil.copytree(classroom.ZH_TEXTS, zh)
+    monkeypatch.setattr(classroom, "ZH_TEXTS", zh)
+    monkeypatch.setattr(classroom, "ZH_COMMON", zh / "common.md")
+    master = MASTERS / f"{name}.ipynb"
+    english = student_markdown(nbformat.read(master, as_version=4))
+    assert zh_texts(master)
+    text = (zh / f"{name}.md").read_text(encoding="utf-8")
+    head, rest = text.split("<!-- cell 24c0771c ", 1)
+    first_section = "<!-- cell 24c0771c " + rest.split("<!-- cell ")[0]
+    h = en_hash(english["24c0771c"])
+    assert f"en={h} -->" in first_section
+
+    def fails(new_text, *wanted):
+        (zh / f"{name}.md").write_text(new_text, encoding="utf-8")
+        with pytest.raises(ClassroomError) as e:
+            zh_texts(master)
+        for w in wanted:
+            assert w in str(e.value), str(e.value)
+
+    fails(text.replace(first_section, ""), "24c0771c",
+          "has no Chinese text", f"<!-- cell 24c0771c en={h} -->",
+          f"zh/{name}.md")
+    fails(text.replace(f"en={h}", "en=12345678"), "24c0771c",
+          "changed since it was translated", f"write en={h}")
+    fails(text + "\n<!-- cell 0000abcd en=12345678 -->\n多余\n",
+          "0000abcd", "remove it")
+    fails(text + "\n" + first_section, "two sections for cell 24c0771c")
+    fails(re.sub(r"\[!\[Open In Colab\].*\n", "", text), "5ff9aac4",
+          "badge")
+    # a changed English needs a new Chinese text
+    (zh / f"{name}.md").write_text(text, encoding="utf-8")
+    nb = nbformat.read(master, as_version=4)
+    cell = next(c for c in nb.cells if c.id == "24c0771c")
+    cell.source = cell.source.replace("then ReLU", "then a ReLU")
+    nbformat.write(nb, tmp_path / f"{name}.ipynb")
+    with pytest.raises(ClassroomError, match="24c0771c.*changed since"):
+        zh_texts(tmp_path / f"{name}.ipynb")
+    # and the build stops before otter runs
+    (zh / "common.md").write_text("", encoding="utf-8")
+    with pytest.raises(ClassroomError, match="d506fe9c.*no Chinese text"):
+        build(tmp_path / "out", [name], run_tests=False)
+    assert not (tmp_path / "out" / "student" / f"{name}.ipynb").exists()
 
 
 def test_publish_elsewhere(tmp_path):
@@ -110,6 +251,10 @@ def test_publish_elsewhere(tmp_path):
     assert "".join(url.replace('"', "").split()) == (
         "https://raw.githubusercontent.com/someone/course/fall/hw/checks/"
         "d_memory/")
+    zh = nbformat.read(built["d_memory"]["student_zh"], as_version=4)
+    assert ("colab.research.google.com/github/someone/course/blob/fall/hw/"
+            "zh/d_memory.ipynb") in zh.cells[0].source
+    assert _code(zh) == _code(nb)  # the same checks URL
 
 
 def _cases(graded, submission):
@@ -135,7 +280,7 @@ def test_solution_passes_every_check(graded, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_blank_notebook_fails_every_check(graded, name):
-    row, cases = _cases(graded, f"{name}-blank.ipynb")
+    row, cases = _cases(graded, _blank(name))
     passed = [(q, h) for q, h, ok in cases if ok]
     assert len(cases) >= 5 and not passed, f"blank passes {passed}"
     assert row["score"] == 0
@@ -146,10 +291,9 @@ def test_folder_grades_full_and_zero(graded, capsys):
     folder, rows = graded
     with open(folder / "grades.csv", encoding="utf-8") as f:
         table = {r["submission"]: r for r in csv.DictReader(f)}
-    assert len(table) == 2 * len(NAMES) + 1
+    assert len(table) == 2 * len(NAMES) + 2
     for name in NAMES:
-        full, blank = (table[f"{name}-{k}.ipynb"] for k in ("solution",
-                                                          "blank"))
+        full, blank = table[f"{name}-solution.ipynb"], table[_blank(name)]
         assert full["assignment"] == blank["assignment"] == name
         assert float(full["percent"]) == 100.0
         assert float(blank["percent"]) == 0.0
@@ -166,6 +310,21 @@ def test_folder_grades_full_and_zero(graded, capsys):
 
 
 @pytest.mark.slow
+def test_zh_submissions_grade_like_english(graded):
+    """A Chinese notebook, named without its assignment, is graded by its
+    assignment's autograder: answered, the English solution's score per
+    question; blank, zero of the same points."""
+    english, _ = _cases(graded, f"{ZH_GRADED}-solution.ipynb")
+    answered, cases = _cases(graded, ZH_ANSWERED)
+    blank, _ = _cases(graded, ZH_BLANK)
+    assert answered["assignment"] == blank["assignment"] == ZH_GRADED
+    assert answered["questions"] == english["questions"]
+    assert answered["score"] == english["score"] == len(cases) > 5
+    assert blank["questions"] == {q: (0, p) for q, (_, p) in
+                                  english["questions"].items()}
+
+
+@pytest.mark.slow
 def test_planted_wrong_answer_shows_helpful_message(edition, tmp_path):
     """A student's notebook whose answers are right except a transition
     that does not halve the channels: grader.check says what was expected,
@@ -175,14 +334,9 @@ def test_planted_wrong_answer_shows_helpful_message(edition, tmp_path):
     _, built = edition
     name = "a_building_blocks"
     student = nbformat.read(built[name]["student"], as_version=4)
-    solution = nbformat.read(built[name]["solution"], as_version=4)
-    answers = [c for c in _code(solution)
-               if "otter_assign_solution_cell" in c.metadata.get("tags", [])]
-    blanks = [c for c in _code(student)
-              if "otter_answer_cell" in c.metadata.get("tags", [])]
-    assert len(answers) == len(blanks) == 5
-    for blank, answer in zip(blanks, answers):
-        blank.source = answer.source
+    blanks = _answered(student, nbformat.read(built[name]["solution"],
+                                              as_version=4))
+    assert len(blanks) == 5
     halve = re.compile(r"transition_block\(num_channels,\s*"
                        r"num_channels // 2\)")
     src, n = halve.subn("transition_block(num_channels, num_channels)",

@@ -15,9 +15,17 @@ needs no Docker)::
 * ``student/NAME.ipynb``: the notebook to hand out (no solutions, public
   checks only, in its metadata), with an "Open in Colab" badge pointing at
   ``https://github.com/REPO/blob/BRANCH/FOLDER/NAME.ipynb``;
+* ``student/zh/NAME.ipynb``: the same notebook with its instructions in
+  Chinese (中文版): the code cells, the checks and the metadata are the
+  English student notebook's, each markdown cell is replaced by its
+  Chinese text from ``notebooks/classroom/zh/NAME.md`` (or ``common.md``
+  for cells that several masters share); its badge points at
+  ``.../FOLDER/zh/NAME.ipynb``. The build fails, naming the cell and the
+  file to edit, when a markdown cell that students read has no Chinese
+  text or its English changed since it was translated;
 * ``student/checks/NAME/*.py``: the same public checks as files, which the
   notebook's Colab cell downloads (Colab cannot read a notebook's own
-  metadata);
+  metadata; both editions use them);
 * ``autograder/NAME-autograder.zip``: every check, public and hidden;
 * ``solutions/NAME.ipynb``: the solutions (otter's markers show the
   parts students write), every check in its metadata;
@@ -30,15 +38,17 @@ badges and the Colab cell to work; keep ``autograder/`` and
 
 ``grade`` runs every ``.ipynb`` or ``.zip`` (``grader.export``) under
 ``SUBMISSIONS_DIR`` through the autograder of its assignment (read from
-the notebook's metadata, else from its file name), prints one row per
-submission and a total, and writes a CSV (default
-``SUBMISSIONS_DIR/grades.csv``).
+the notebook's metadata, else from its file name; English and Chinese
+submissions alike), prints one row per submission and a total, and
+writes a CSV (default ``SUBMISSIONS_DIR/grades.csv``).
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import csv
+import hashlib
 import json
 import re
 import shutil
@@ -57,6 +67,12 @@ _BADGE = re.compile(r"https://colab\.research\.google\.com/github/"
                     r"[^)\s]*?/([A-Za-z0-9_]+)\.ipynb")
 _CHECKS = re.compile(r"^CHECKS = \(.*?\)$", re.S | re.M)
 _QUESTIONS = re.compile(r"^QUESTIONS = (\[.*?\])$", re.S | re.M)
+#: The Chinese texts of the masters' markdown cells (see zh_texts).
+ZH_TEXTS = MASTERS / "zh"
+ZH_COMMON = ZH_TEXTS / "common.md"
+#: What otter's empty answer cell of a written question says, in Chinese.
+ZH_ANSWER = "_在此输入你的答案，替换这段文字。_"
+_ZH_MARK = re.compile(r"^<!-- cell (\S+) en=(\w+) -->[ \t]*$", re.M)
 
 
 class ClassroomError(RuntimeError):
@@ -83,8 +99,14 @@ def masters(names=None) -> list[Path]:
     return picked
 
 
-def _urls(repo: str, branch: str, folder: str, name: str):
-    base = f"{repo}/blob/{branch}/{folder}".rstrip("/")
+def _urls(repo: str, branch: str, folder: str, name: str,
+          edition: str = "en"):
+    """The badge's URL of a student notebook (of ``edition``, "en" or
+    "zh": ``FOLDER/zh/NAME.ipynb``) and the URL of its public checks
+    (shared by both editions)."""
+    where = "/".join(p for p in (folder, "" if edition == "en" else
+                                 edition) if p)
+    base = f"{repo}/blob/{branch}/{where}".rstrip("/")
     badge = (f"https://colab.research.google.com/github/{base}/"
              f"{name}.ipynb")
     raw = (f"https://raw.githubusercontent.com/{repo}/{branch}/"
@@ -140,6 +162,147 @@ def _check_student(nb, name: str) -> dict[str, str]:
     return tests
 
 
+# --- the Chinese edition of the student notebooks -------------------------
+#
+# A file of Chinese texts (notebooks/classroom/zh/NAME.md, common.md) holds
+# one section per markdown cell: a marker line
+#     <!-- cell CELL_ID en=HASH -->
+# and then the cell's Chinese markdown, up to the next marker. HASH is
+# en_hash() of the master cell's English: when the English changes, the
+# build says so, and the Chinese is updated with it.
+
+def en_hash(text: str) -> str:
+    """Eight hex digits identifying the English text of a cell."""
+    return hashlib.sha1(text.strip().encode("utf-8")).hexdigest()[:8]
+
+
+def read_zh(path: Path) -> dict[str, tuple[str, str]]:
+    """``{cell id: (en hash, Chinese markdown)}`` of a file of Chinese
+    texts; ``{}`` if there is no such file."""
+    if not path.exists():
+        return {}
+    parts = _ZH_MARK.split(path.read_text(encoding="utf-8"))
+    out = {}
+    for cid, h, body in zip(parts[1::3], parts[2::3], parts[3::3]):
+        if cid in out:
+            raise ClassroomError(f"{_rel(path)}: two sections for cell "
+                                 f"{cid}; keep one")
+        if not body.strip():
+            raise ClassroomError(f"{_rel(path)}: the section of cell {cid} "
+                                 f"is empty; write its Chinese text")
+        out[cid] = (h, body.strip())
+    return out
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def student_markdown(nb) -> dict[str, str]:
+    """``{cell id: English}`` of a master's markdown cells that students
+    read: all but the model answers (between ``# BEGIN SOLUTION`` and
+    ``# END SOLUTION`` raw cells; ``NO PROMPT`` may follow BEGIN)."""
+    out, in_solution = {}, False
+    for cell in nb.cells:
+        first = (cell.source.strip().splitlines() or [""])[0].strip()
+        if cell.cell_type == "raw" and first.startswith((
+                "# BEGIN SOLUTION", "# END SOLUTION")):
+            in_solution = first.startswith("# BEGIN SOLUTION")
+        elif cell.cell_type == "markdown" and not in_solution:
+            out[cell.id] = cell.source
+    return out
+
+
+def zh_texts(master: Path) -> dict[str, str]:
+    """``{cell id: Chinese markdown}`` for every markdown cell of
+    ``master`` that students read, from ``zh/NAME.md``, else from
+    ``zh/common.md``. Raises ClassroomError listing every cell without a
+    Chinese text, translated from an older English, or that lost its
+    Colab badge, and every section of ``zh/NAME.md`` for no such cell."""
+    import nbformat
+
+    name = master.stem
+    own_path = ZH_TEXTS / f"{name}.md"
+    own, common = read_zh(own_path), read_zh(ZH_COMMON)
+    english = student_markdown(nbformat.read(master, as_version=4))
+    out, problems = {}, []
+    for cid, en in english.items():
+        h, line = en_hash(en), en.strip().splitlines()[0][:50]
+        where = own_path if cid in own else ZH_COMMON
+        old, zh = own.get(cid) or common.get(cid) or (None, None)
+        if zh is None:
+            problems.append(
+                f"markdown cell {cid} ({line!r}) has no Chinese text: add "
+                f"a line `<!-- cell {cid} en={h} -->` and the Chinese "
+                f"below it to {_rel(own_path)}")
+        elif old != h:
+            problems.append(
+                f"the English of markdown cell {cid} ({line!r}) changed "
+                f"since it was translated (en={old} in {_rel(where)}, now "
+                f"{h}): update the Chinese there and write en={h}"
+                + (f" (or give this master's cell its own section in "
+                   f"{_rel(own_path)})" if where == ZH_COMMON else ""))
+        elif _BADGE.search(en) and not _BADGE.search(zh):
+            problems.append(
+                f"the Chinese of markdown cell {cid} ({_rel(where)}) lost "
+                f"the Open in Colab badge of the English")
+        else:
+            out[cid] = zh
+    for cid in sorted(own.keys() - english.keys()):
+        problems.append(
+            f"{_rel(own_path)} has a section for cell {cid}, which is not "
+            f"a markdown cell students read in {master.name}: remove it")
+    if problems:
+        raise ClassroomError(
+            f"{name}: the Chinese student notebook is out of step with the "
+            f"master:\n  " + "\n  ".join(problems))
+    return out
+
+
+def unused_common(names: list[str]) -> list[str]:
+    """The cell ids of ``zh/common.md`` that none of ``names`` uses."""
+    import nbformat
+
+    used = set()
+    for master in masters(names):
+        used |= student_markdown(nbformat.read(master, as_version=4)).keys()
+    return sorted(read_zh(ZH_COMMON).keys() - used)
+
+
+def _zh_student(student, master_english: dict[str, str],
+                texts: dict[str, str], name: str, badge: str):
+    """The Chinese student notebook: ``student`` (the built English one)
+    with each markdown cell's master text replaced by its Chinese (otter's
+    additions, e.g. ``<!-- BEGIN QUESTION -->``, kept) and the badge
+    pointing at ``badge``."""
+    nb = copy.deepcopy(student)
+    seen = set()
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        if "otter_answer_cell" in cell.metadata.get("tags", []):
+            cell.source = ZH_ANSWER
+            continue
+        en = master_english.get(cell.id)
+        at = cell.source.find(en) if en is not None else -1
+        if at < 0:
+            raise ClassroomError(
+                f"{name}: markdown cell {cell.id} of the student notebook "
+                f"({cell.source[:50]!r}) is not a master cell the Chinese "
+                f"texts cover; tools/classroom.py must learn this cell")
+        zh = _BADGE.sub(badge, texts[cell.id])
+        cell.source = cell.source[:at] + zh + cell.source[at + len(en):]
+        seen.add(cell.id)
+    if seen != texts.keys():
+        raise ClassroomError(
+            f"{name}: markdown cells {sorted(texts.keys() - seen)} of the "
+            f"master are not in the student notebook")
+    return nb
+
+
 def _quiet_otter_logging() -> None:
     import logging
     logging.getLogger("otter").setLevel(logging.WARNING)
@@ -149,16 +312,23 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
           repo: str = DEFAULT_REPO, branch: str = DEFAULT_BRANCH,
           folder: str = DEFAULT_FOLDER) -> dict[str, dict[str, Path]]:
     """Build the edition into ``out``; returns ``{name: {"student",
-    "checks", "autograder", "solution"}}`` paths."""
+    "student_zh", "checks", "autograder", "solution"}}`` paths."""
+    todo = masters(names)
+    # Before the slow part: every master's Chinese texts are complete.
+    zh = {m.stem: zh_texts(m) for m in todo}
+    unused = [] if names else unused_common([m.stem for m in todo])
+    if unused:
+        raise ClassroomError(
+            f"{_rel(ZH_COMMON)} has sections for cells {unused}, which no "
+            f"master has: remove them")
     import nbformat
     from otter.assign import main as otter_assign
 
     _quiet_otter_logging()
     out = Path(out)
-    for sub in ("student", "autograder", "solutions", "samples"):
+    for sub in ("student/zh", "autograder", "solutions", "samples"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     built = {}
-    todo = masters(names)
     for i, master in enumerate(todo, 1):
         name = master.stem
         start = time.perf_counter()
@@ -184,6 +354,7 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
             tests = _check_student(student, name)
             paths = dict(
                 student=out / "student" / f"{name}.ipynb",
+                student_zh=out / "student" / "zh" / f"{name}.ipynb",
                 checks=out / "student" / "checks" / name,
                 autograder=out / "autograder" / f"{name}-autograder.zip",
                 solution=out / "solutions" / f"{name}.ipynb")
@@ -191,6 +362,14 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
         for nb in (student, solution):
             _publish(nb, name, repo, branch, folder)
         nbformat.write(student, paths["student"])
+        # the master's English as _publish left it in the student notebook
+        badge, _ = _urls(repo, branch, folder, name)
+        english = {cid: _BADGE.sub(badge, en) for cid, en in
+                   student_markdown(nbformat.read(master, as_version=4))
+                   .items()}
+        badge_zh, _ = _urls(repo, branch, folder, name, "zh")
+        nbformat.write(_zh_student(student, english, zh[name], name,
+                                   badge_zh), paths["student_zh"])
         nbformat.write(solution, paths["solution"])
         if paths["checks"].exists():
             shutil.rmtree(paths["checks"])
@@ -206,8 +385,9 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
                     out / "samples" / f"{first}-solution.ipynb")
     shutil.copyfile(built[first]["student"],
                     out / "samples" / f"{first}-blank.ipynb")
-    print(f"built {len(built)} assignment(s) into {out}: student/ (publish "
-          f"it as {repo}/{folder} on {branch}), autograder/ and "
+    print(f"built {len(built)} assignment(s) into {out}: student/ (with "
+          f"zh/, the Chinese notebooks; publish it as {repo}/{folder} on "
+          f"{branch}), autograder/ and "
           f"solutions/ (keep private), samples/")
     return built
 
@@ -222,6 +402,14 @@ def _write_index(out: Path, built, repo, branch, folder) -> None:
         lines.append(
             f"* `{name}.ipynb` [![Open In Colab](https://colab.research."
             f"google.com/assets/colab-badge.svg)]({badge})")
+    lines += ["", "## 中文版", "",
+              "中文版的作业在 `zh/` 中：代码和检查与英文版相同，说明为"
+              "中文。在 Colab 中打开，或下载后在 Jupyter 中运行。", ""]
+    for name in built:
+        badge, _ = _urls(repo, branch, folder, name, "zh")
+        lines.append(
+            f"* `zh/{name}.ipynb` [![Open In Colab](https://colab."
+            f"research.google.com/assets/colab-badge.svg)]({badge})")
     (out / "student" / "README.md").write_text("\n".join(lines) + "\n",
                                                encoding="utf-8")
 
