@@ -42,6 +42,9 @@ from classroom import (
 )
 
 NAMES = [p.stem for p in sorted(MASTERS.glob("*.ipynb"))]
+# Under pytest-xdist: every test here on one worker, so the edition is
+# built and graded once.
+pytestmark = pytest.mark.xdist_group("classroom")
 #: The assignment whose Chinese notebooks are graded (the cheapest).
 ZH_GRADED = "c_parameters"
 ZH_BLANK, ZH_ANSWERED = "zh/blank.ipynb", "zh/answered.ipynb"
