@@ -1,7 +1,7 @@
 """The classroom edition (tools/classroom.py on otter-grader).
 
-The edition is built once per test session (``otter assign``, without running
-the checks: the grading below runs them). One folder holding every
+The edition is built once per test session (``otter assign``, without
+running the checks: the grading below runs them). One folder holding every
 solution notebook and every blank student notebook is then graded once
 with ``otter run``'s Python API; the tests read its results: every
 solution passes every check (public and hidden), every blank notebook
