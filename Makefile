@@ -36,14 +36,20 @@ data: $(STAMP)
 run: data
 	$(PY) tools/run_notebooks.py --edition $(EDITION) $(if $(MODE),--mode $(MODE))
 
+# pytest-xdist: one worker per core, at most TEST_WORKERS (the notebook
+# kernels and training runs are mostly one-threaded); tests sharing an
+# expensive fixture are kept together (xdist_group).
+TEST_WORKERS ?= 4
+XDIST := -n auto --maxprocesses=$(TEST_WORKERS) --dist loadgroup
+
 test: data
-	$(PY) -m pytest; rc=$$?; \
+	$(PY) -m pytest $(XDIST); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
 # Quick loop: no notebooks, no multi-second training runs.
 test-fast: data
-	$(PY) -m pytest -m "not notebook and not slow"
+	$(PY) -m pytest $(XDIST) -m "not notebook and not slow"
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

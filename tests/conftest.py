@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+def pytest_configure(config):
+    """At most 2 threads; under pytest-xdist (make test) the workers share
+    the cores, and the notebook kernels and CLI runs a test starts
+    inherit the share (oversubscribed cores make PyTorch spin)."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    threads = max(1, min(2, (os.cpu_count() or 1) // workers))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """The classroom edition (tools/classroom.py on otter-grader).
 
-The edition is built once per module (``otter assign``, without running
-the checks: the grading below runs them). One folder holding every
+The edition is built once per test session (``otter assign``, without
+running the checks: the grading below runs them). One folder holding every
 solution notebook and every blank student notebook is then graded once
 with ``otter run``'s Python API; the tests read its results: every
 solution passes every check (public and hidden), every blank notebook
@@ -42,6 +42,9 @@ from classroom import (
 )
 
 NAMES = [p.stem for p in sorted(MASTERS.glob("*.ipynb"))]
+# Under pytest-xdist: every test here on one worker, so the edition is
+# built and graded once.
+pytestmark = pytest.mark.xdist_group("classroom")
 #: The assignment whose Chinese notebooks are graded (the cheapest).
 ZH_GRADED = "c_parameters"
 ZH_BLANK, ZH_ANSWERED = "zh/blank.ipynb", "zh/answered.ipynb"
@@ -58,7 +61,9 @@ def _code(nb):
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
-@pytest.fixture(scope="module")
+# Session scope: under pytest-xdist a worker may run other tests between
+# these, which would tear a module-scoped edition down and build it again.
+@pytest.fixture(scope="session")
 def edition(tmp_path_factory):
     out = tmp_path_factory.mktemp("classroom")
     return out, build(out, run_tests=False)
@@ -76,7 +81,7 @@ def _answered(student, solution):
     return blanks
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def graded(edition, tmp_path_factory):
     """Grade one folder: each assignment's solution and blank notebook
     (Chinese for ZH_GRADED), a Chinese notebook answered with the

@@ -176,7 +176,7 @@ def test_copy_decompresses_and_verifies(tmp_path):
 @pytest.mark.parametrize("payload, match", [
     (gzip.compress(CONTENT["b"]), "is corrupt or not the original Toy a"),
     (gzip.compress(CONTENT["a"])[:15], "cannot read"),
-])
+], ids=["other-file", "truncated"])  # gzip bytes hold the time
 def test_copy_refuses_bad_sources(tmp_path, payload, match):
     src = tmp_path / "a.bin.gz"
     src.write_bytes(payload)
