@@ -3,7 +3,8 @@
 The public API (re-exports only), one concern per module:
 
 * ``blocks``   -- the chapter's ``conv_block``, ``DenseBlock``,
-  ``transition_block`` and the checkpoint helper
+  ``transition_block``
+* ``checkpointing`` -- the memory-efficient levels (recompute, not store)
 * ``models``   -- the chapter's ``densenet`` and the book's ``resnet18``
 * ``family``   -- the paper's DenseNet-BC: ``densenet121/161/169/201/264``
 * ``mlp``      -- exercise 5: ``DenseMLP``
@@ -15,12 +16,8 @@ The public API (re-exports only), one concern per module:
 * ``settings`` -- run modes (gpu / cpu / smoke) and the CLI's recipes
 * ``cli``      -- ``python -m d2l_densenet``
 """
-from .blocks import (
-    MEMORY_EFFICIENT_LEVELS,
-    DenseBlock,
-    conv_block,
-    transition_block,
-)
+from .blocks import DenseBlock, conv_block, transition_block
+from .checkpointing import MEMORY_EFFICIENT_LEVELS
 from .data import (
     CorruptDataError,
     DataNotFoundError,

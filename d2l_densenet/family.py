@@ -19,7 +19,7 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from .blocks import (
+from .checkpointing import (
     MemoryEfficient,
     checkpoint_batchnorm_once,
     checkpoint_level,

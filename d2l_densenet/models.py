@@ -14,13 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .blocks import (
-    DenseBlock,
-    MemoryEfficient,
-    forward_stages,
-    memory_level,
-    transition_block,
-)
+from .blocks import DenseBlock, transition_block
+from .checkpointing import MemoryEfficient, forward_stages, memory_level
 from .checks import check_arch, check_tensor, check_width, min_input_size
 
 __all__ = ["CheckedInput", "DenseNet", "Residual", "ResNet", "densenet",
@@ -133,7 +128,7 @@ def densenet(in_channels: int = 1, num_classes: int = 10,
     (``nn.AdaptiveMaxPool2d``). ``memory_efficient=True`` checkpoints
     every conv block in the dense blocks (see
     :class:`~d2l_densenet.blocks.DenseBlock`); "selective" and "layer"
-    (:data:`~d2l_densenet.blocks.MEMORY_EFFICIENT_LEVELS`) also the stem
+    (:data:`~d2l_densenet.MEMORY_EFFICIENT_LEVELS`) also the stem
     and the transitions."""
     return DenseNet(in_channels=in_channels, num_classes=num_classes,
                     num_channels=num_channels, growth_rate=growth_rate,
