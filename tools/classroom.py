@@ -262,13 +262,11 @@ def zh_texts(master: Path) -> dict[str, str]:
     return out
 
 
-def unused_common(names: list[str]) -> list[str]:
-    """The cell ids of ``zh/common.md`` that none of ``names`` uses."""
-    import nbformat
-
-    used = set()
-    for master in masters(names):
-        used |= student_markdown(nbformat.read(master, as_version=4)).keys()
+def unused_common(texts: dict[str, dict[str, str]]) -> list[str]:
+    """The cell ids of ``zh/common.md`` that no master uses; ``texts``:
+    ``{name: zh_texts(master)}`` (which covers every cell students
+    read)."""
+    used = set().union(*(t.keys() for t in texts.values()))
     return sorted(read_zh(ZH_COMMON).keys() - used)
 
 
@@ -316,7 +314,7 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
     todo = masters(names)
     # Before the slow part: every master's Chinese texts are complete.
     zh = {m.stem: zh_texts(m) for m in todo}
-    unused = [] if names else unused_common([m.stem for m in todo])
+    unused = [] if names else unused_common(zh)
     if unused:
         raise ClassroomError(
             f"{_rel(ZH_COMMON)} has sections for cells {unused}, which no "
