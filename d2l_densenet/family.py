@@ -38,7 +38,8 @@ __all__ = ["DenseLayerBC", "DenseBlockBC", "TransitionBC", "DenseNetBC",
 class DenseLayerBC(nn.Module):
     """One DenseNet-BC layer: BN-ReLU-1x1 conv (the bottleneck, to
     ``bn_size * growth_rate`` channels), then BN-ReLU-3x3 conv to
-    ``growth_rate`` channels; convs without bias, as in the paper.
+    ``growth_rate`` channels; convs without bias, as in the reference
+    code and torchvision.
 
     ``forward`` takes a tensor or the list of all earlier feature maps
     (concatenated on channels inside the bottleneck). With
