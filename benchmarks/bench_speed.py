@@ -22,7 +22,10 @@ Rows, all measured in this run on this machine:
 * achieved GFLOP/s (FLOPs per image x step-only rate) as a fraction of
   the measured matmul rates, and the ceiling that leaves: the rate at
   100% of the matmul rate, as a multiple of the book's;
-* where the time goes: a profile of our training step by operator;
+* where the time goes: a profile of our training step by operator, the
+  GFLOP/s its convolutions achieve (forward and backward), and the
+  bound that remains: the step with every convolution at the matmul
+  rate and everything else as profiled (Amdahl);
 * loaders at 96x96, batch 256: our tensor loader vs torchvision's
   DataLoader as the book builds it (examples/s, worker start-up
   included, batches moved to the device).
@@ -300,8 +303,37 @@ def op_profile(args, device: torch.device, options: dict, steps: int = 3,
         name = next((n for n, pats in _GROUPS
                      if any(p in key for p in pats)), "other")
         groups[name] += getattr(e, attr) / total
+    # FLOPs of the convolutions in one step, forward and backward, and
+    # their self time: the rate each achieves.
+    with FlopCounterMode(display=False) as counter:
+        step()
+    counts = {str(k): v for k, v in
+              counter.get_flop_counts().get("Global", {}).items()}
+    conv = {}
+    for kind, is_kind in (
+            ("forward", lambda k: "convolution" in k and "backward" not in k),
+            ("backward", lambda k: "convolution_backward" in k)):
+        ms = sum(getattr(e, attr) for e in events
+                 if is_kind(e.key.lower())) / 1e3 / steps
+        flops = sum(v for k, v in counts.items() if is_kind(k.lower()))
+        conv[kind] = dict(gflop_per_step=flops / GIGA, ms_per_step=ms,
+                          gflops=flops / GIGA / (ms / 1e3) if ms else 0.0)
     return dict(clock=attr.replace("_total", ""), steps=steps,
-                ms_per_step=total / 1e3 / steps, top=rows, groups=groups)
+                ms_per_step=total / 1e3 / steps, top=rows, groups=groups,
+                conv=conv)
+
+
+def remaining_bound(prof: dict, rate: float) -> dict:
+    """Amdahl's bound on our step: every convolution (forward and
+    backward) at the matmul ``rate`` (GFLOP/s), everything else as
+    profiled. Returns the step's speed-up at that bound."""
+    conv = prof["conv"]
+    conv_ms = sum(c["ms_per_step"] for c in conv.values())
+    ideal_ms = sum(c["gflop_per_step"] for c in conv.values()) / rate * 1e3
+    other_ms = prof["ms_per_step"] - conv_ms
+    return dict(conv_ms=conv_ms, conv_ms_at_matmul_rate=ideal_ms,
+                other_ms=other_ms,
+                speedup=prof["ms_per_step"] / (other_ms + ideal_ms))
 
 
 # --- loaders ---------------------------------------------------------------
@@ -525,6 +557,25 @@ def main(argv: list[str] | None = None) -> dict:
         for row in prof["top"]:
             print(f"  {row['op']:<44}{row['ms_per_step']:>9.1f} ms"
                   f"{row['share']:>7.1%}")
+        precision = "bf16" if options["amp"] == "bf16" else "fp32"
+        rate = rates[precision]
+        for kind, c in prof["conv"].items():
+            print(f"  conv {kind}: {c['gflop_per_step']:.2f} GFLOP in "
+                  f"{c['ms_per_step']:.1f} ms = {c['gflops']:,.0f} GFLOP/s "
+                  f"({c['gflops'] / rate:.0%} of the {precision} matmul "
+                  f"rate)")
+        bound = remaining_bound(prof, rate)
+        prof["bound"] = bound
+        line = (f"  bound that remains: every convolution at the "
+                f"{precision} matmul rate ({bound['conv_ms']:.0f} -> "
+                f"{bound['conv_ms_at_matmul_rate']:.0f} ms), the other "
+                f"{bound['other_ms']:.0f} ms as measured: a step "
+                f"{bound['speedup']:.2f}x faster")
+        if "ratios" in res:
+            bound["vs_book_step"] = res["ratios"]["step"] * bound["speedup"]
+            line += (f", ours/book step-only at most "
+                     f"{bound['vs_book_step']:.2f}x")
+        print(line, flush=True)
 
     if args.loader_batches:
         print("\nLoaders (batch 256, the book's GPU batch size):",

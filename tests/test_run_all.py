@@ -68,3 +68,37 @@ def test_book_output_turns_figures_into_dots():
                                  "acc 0.8, test acc 0.7\n12.5 examples/"
                                  "sec on cpu\n")
     assert "12.5 examples/sec" in text
+
+
+def test_remaining_bound_is_amdahl():
+    """Convolutions at the matmul rate, the rest as profiled."""
+    bench = _load("bench_speed")
+    prof = dict(ms_per_step=200.0, conv=dict(
+        forward=dict(gflop_per_step=4.0, ms_per_step=40.0),
+        backward=dict(gflop_per_step=8.0, ms_per_step=100.0)))
+    b = bench.remaining_bound(prof, rate=120.0)  # 12 GFLOP -> 100 ms
+    assert b["conv_ms"] == pytest.approx(140.0)
+    assert b["conv_ms_at_matmul_rate"] == pytest.approx(100.0)
+    assert b["other_ms"] == pytest.approx(60.0)
+    assert b["speedup"] == pytest.approx(200.0 / 160.0)
+
+
+def test_profile_counts_every_convolution_flop():
+    """The profile's forward and backward conv FLOPs add up to the
+    model's training FLOPs (all but the tiny linear head)."""
+    import argparse
+    import torch
+    bench = _load("bench_speed")
+    args = argparse.Namespace(seed=0, batch_size=4, resize=32, lr=0.1)
+    options = dict(amp=None, channels_last=False)
+    prof = bench.op_profile(args, torch.device("cpu"), options, steps=1)
+    conv = prof["conv"]
+    assert conv["forward"]["ms_per_step"] > 0
+    assert conv["backward"]["ms_per_step"] > 0
+    # backward: grad of inputs and weights, about twice the forward
+    ratio = conv["backward"]["gflop_per_step"] / \
+        conv["forward"]["gflop_per_step"]
+    assert 1.5 < ratio <= 2.0
+    total = sum(c["gflop_per_step"] for c in conv.values()) * 1e9
+    expected = bench.flops_per_image(32) * args.batch_size
+    assert 0.99 * expected < total <= expected
