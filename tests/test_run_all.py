@@ -87,6 +87,7 @@ def test_profile_counts_every_convolution_flop():
     """The profile's forward and backward conv FLOPs add up to the
     model's training FLOPs (all but the tiny linear head)."""
     import argparse
+
     import torch
     bench = _load("bench_speed")
     args = argparse.Namespace(seed=0, batch_size=4, resize=32, lr=0.1)
