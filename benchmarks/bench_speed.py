@@ -367,6 +367,11 @@ def loader_rate(args, device: torch.device, batches: int,
 
 # --- the command -----------------------------------------------------------
 
+def _precision(options: dict) -> str:
+    """Which matmul rate the recipe's step is measured against."""
+    return "bf16" if options["amp"] == "bf16" else "fp32"
+
+
 def compare(args, device: torch.device, options: dict,
             res: dict) -> dict:
     """Train the loops in ``args.loops`` (``args.rounds`` times,
@@ -398,7 +403,7 @@ def compare(args, device: torch.device, options: dict,
         g = fpi * r["step_examples_per_sec"] / GIGA
         out["achieved"][who] = dict(gflops=g, of_fp32=g / rates["fp32"],
                                     of_bf16=g / rates["bf16"])
-    precision = "bf16" if options["amp"] == "bf16" else "fp32"
+    precision = _precision(options)
     ceiling = rates[precision] * GIGA / fpi
     out["bound"] = dict(
         precision=precision, step_examples_per_sec_at_matmul_rate=ceiling,
@@ -557,7 +562,7 @@ def main(argv: list[str] | None = None) -> dict:
         for row in prof["top"]:
             print(f"  {row['op']:<44}{row['ms_per_step']:>9.1f} ms"
                   f"{row['share']:>7.1%}")
-        precision = "bf16" if options["amp"] == "bf16" else "fp32"
+        precision = _precision(options)
         rate = rates[precision]
         for kind, c in prof["conv"].items():
             print(f"  conv {kind}: {c['gflop_per_step']:.2f} GFLOP in "
