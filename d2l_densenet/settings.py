@@ -25,7 +25,8 @@ from torch import nn
 __all__ = ["MODES", "RECIPES", "TRAIN_OPTIONS", "run_mode",
            "default_device", "choose", "AmpChoice", "cpu_amp",
            "cpu_amp_choice", "resolve_amp", "train_options",
-           "lr_scheduler", "setup_plots", "CJK_FONTS"]
+           "lr_scheduler", "setup_plots", "CJK_FONTS", "LANGUAGES",
+           "language"]
 
 MODES = ("gpu", "cpu", "smoke")
 ENV = "D2L_DENSENET_MODE"
@@ -111,7 +112,19 @@ def setup_plots() -> str | None:
     return found
 
 
-def choose(settings: dict[str, dict], mode: str | None = None):
+#: The reader's language: ``choose(..., lang="zh")`` in the Chinese
+#: edition makes what the package prints speak Chinese.
+LANGUAGES = ("en", "zh")
+_language = "en"
+
+
+def language() -> str:
+    """The reader's language set by the last :func:`choose` call."""
+    return _language
+
+
+def choose(settings: dict[str, dict], mode: str | None = None,
+           lang: str = "en"):
     """Pick this run's settings from ``{"gpu": {...}, "cpu": {...},
     "smoke": {...}}`` and say on screen which ones are in force.
 
@@ -120,6 +133,10 @@ def choose(settings: dict[str, dict], mode: str | None = None):
     setting ``amp="auto"`` is resolved for the device
     (:func:`resolve_amp`: measured on a CPU) and the choice printed.
     """
+    global _language
+    if lang not in LANGUAGES:
+        raise ValueError(f"lang must be one of {LANGUAGES}, got {lang!r}")
+    _language = lang
     missing = [m for m in MODES if m not in settings]
     if missing:
         raise ValueError(f"settings for mode(s) {missing} are missing; "
@@ -128,13 +145,16 @@ def choose(settings: dict[str, dict], mode: str | None = None):
     device = default_device()
     chosen = dict(settings[mode])
     shown = ", ".join(f"{k}={v}" for k, v in chosen.items())
-    if mode == "gpu":
-        note = "the book's settings"
+    book = ", ".join(f"{k}={v}" for k, v in settings["gpu"].items())
+    if lang == "zh":
+        note = ("书中的设置" if mode == "gpu" else
+                f"由GPU设置（{book}）缩减而来，结果与书中不同")
+        print(f"{mode.upper()}模式，设备{device}：{shown}\n（{note}）")
     else:
-        book = ", ".join(f"{k}={v}" for k, v in settings["gpu"].items())
-        note = (f"reduced from the GPU settings ({book}); results differ "
+        note = ("the book's settings" if mode == "gpu" else
+                f"reduced from the GPU settings ({book}); results differ "
                 f"from the book")
-    print(f"{mode.upper()} mode on {device}: {shown}\n({note})")
+        print(f"{mode.upper()} mode on {device}: {shown}\n({note})")
     if chosen.get("amp") == "auto":
         chosen["amp"], why = resolve_amp("auto", device)
         print(f"amp=auto -> {chosen['amp'] or 'none (fp32)'}: {why}")

@@ -1,0 +1,53 @@
+"""The one test policy of the exercises (d2l_densenet.stats)."""
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from d2l_densenet import stats
+
+
+def test_too_few_pairs_give_no_test():
+    r = stats.paired_test([0.9, 0.8], [0.1, 0.2])
+    assert r.n == 2 and not r.tested
+    assert "at least 3" in r.verdict()
+    assert r.mean_diff == pytest.approx(0.7)
+
+
+def test_paired_t_matches_hand_computation():
+    a = np.array([0.91, 0.90, 0.92, 0.89])
+    b = np.array([0.88, 0.89, 0.90, 0.87])
+    r = stats.paired_test(a, b)
+    d = a - b
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+    assert r.t == pytest.approx(t)
+    assert r.p == pytest.approx(2 * st.t.sf(abs(t), df=3))
+    assert r.t_cutoff == pytest.approx(3.182, abs=1e-3)
+    assert r.ci_low < d.mean() < r.ci_high
+    assert r.verdict("avg", "max").startswith("avg better")
+
+
+def test_no_difference_and_equal_differences():
+    r = stats.paired_test([0.5, 0.6, 0.7], [0.6, 0.5, 0.7])
+    assert r.tested and "no difference" in r.verdict()
+    same = stats.paired_test([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])
+    assert not same.tested and "all equal" in same.verdict()
+
+
+def test_unpaired_input_is_refused():
+    with pytest.raises(ValueError, match="paired"):
+        stats.paired_test([1, 2, 3], [1, 2])
+
+
+def test_mcnemar_counts_only_disagreements():
+    a = np.array([1] * 30 + [0] * 5 + [1] * 60, bool)
+    b = np.array([0] * 30 + [1] * 5 + [1] * 60, bool)
+    r = stats.mcnemar(a, b)
+    assert (r.only_a, r.only_b, r.n) == (30, 5, 95)
+    # exact two-sided binomial: 2 * P(X <= 5), X ~ Bin(35, 1/2)
+    p = 2 * sum(math.comb(35, i) for i in range(6)) / 2 ** 35
+    assert r.p == pytest.approx(p)
+    assert r.verdict("avg", "max").startswith("avg better")
+    tie = stats.mcnemar(a, a)
+    assert tie.p == 1.0 and "same examples" in tie.verdict()
