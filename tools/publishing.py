@@ -1,0 +1,33 @@
+"""The publishing setting (publish.toml): where the series lives."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+FILE = ROOT / "publish.toml"
+_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+def settings(path: Path = FILE) -> dict[str, str]:
+    """``{"repo": "owner/name", "branch": ..., "tag": ...}`` from
+    ``publish.toml``; a clear ValueError names a missing or bad value."""
+    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    section = data.get("publish", {})
+    out = {}
+    for key in ("repo", "branch", "tag"):
+        value = section.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{path}: [publish] {key} must be a non-empty "
+                             f"string, got {value!r}")
+        out[key] = value.strip()
+    if not _REPO.match(out["repo"]):
+        raise ValueError(f"{path}: [publish] repo must be 'owner/name', got "
+                         f"{out['repo']!r}")
+    return out
