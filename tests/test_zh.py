@@ -120,3 +120,134 @@ def test_chinese_notebook_is_chinese_and_links_to_itself(path: Path):
     han = len(re.findall(r"[\u4e00-\u9fff]", prose))
     assert han > 0.2 * len(re.findall(r"[A-Za-z]", prose)), (
         f"{path.name}: the markdown is mostly not Chinese")
+
+
+# --- kept in step: each zh markdown cell records its English twin's hash
+
+def test_stale_translation_is_named(tmp_path, monkeypatch):
+    """A changed English cell makes its stamped zh twin stale, and the
+    message names the notebook and the cell."""
+    import zh_sync
+    en_dir, zh_dir = tmp_path, tmp_path / "zh"
+    zh_dir.mkdir()
+    nb = {"cells": [{"cell_type": "markdown", "metadata": {},
+                     "source": ["# Title\n", "Text."]},
+                    {"cell_type": "code", "metadata": {}, "source": "x=1",
+                     "outputs": [], "execution_count": None}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (en_dir / "01_x.ipynb").write_text(json.dumps(nb))
+    zh = json.loads(json.dumps(nb))
+    zh["cells"][0]["source"] = ["# 标题\n", "正文。"]
+    (zh_dir / "01_x.ipynb").write_text(json.dumps(zh))
+    monkeypatch.setattr(zh_sync, "EN_DIR", en_dir)
+    assert "not stamped" in zh_sync.stale_cells(zh_dir / "01_x.ipynb")[0]
+    zh_sync.stamp(zh_dir / "01_x.ipynb")
+    assert zh_sync.stale_cells(zh_dir / "01_x.ipynb") == []
+    # trailing spaces and the published repository's links do not count
+    nb["cells"][0]["source"] = [
+        "# Title  \n", "Text. [c](https://github.com/a/b/blob/x.ipynb)"]
+    zh_twin = json.loads((zh_dir / "01_x.ipynb").read_text())
+    zh_twin["cells"][0]["source"] = [
+        "# 标题\n", "正文。[c](https://github.com/a/b/blob/x.ipynb)"]
+    (zh_dir / "01_x.ipynb").write_text(json.dumps(zh_twin))
+    assert zh_sync.en_hash("# Title\nText.") != zh_sync.en_hash(
+        "# Title\nText!")
+    nb["cells"][0]["source"] = ["# Title  \n", "Text."]
+    (en_dir / "01_x.ipynb").write_text(json.dumps(nb))
+    assert zh_sync.stale_cells(zh_dir / "01_x.ipynb") == []
+    nb["cells"][0]["source"] = ["# Title\n", "Text, changed."]
+    (en_dir / "01_x.ipynb").write_text(json.dumps(nb))
+    (msg,) = zh_sync.stale_cells(zh_dir / "01_x.ipynb")
+    assert "01_x.ipynb cell 0" in msg and "English changed" in msg
+
+
+@pytest.mark.parametrize("path", series("zh"),
+                         ids=[p.name for p in series("zh")])
+def test_translation_is_in_step_with_english(path: Path):
+    import zh_sync
+    stale = zh_sync.stale_cells(path)
+    assert not stale, (
+        "update these translations, then run `python tools/zh_sync.py "
+        "stamp " + f"notebooks/zh/{path.name}" + "`:\n" + "\n".join(stale))
+
+
+# --- one term per concept: GLOSSARY.md's rejected variants -------------
+
+ROOT = EN[0].parent.parent if EN else Path(__file__).parent.parent
+GLOSSARY = ROOT / "notebooks" / "zh" / "GLOSSARY.md"
+
+
+def rejected_terms() -> dict[str, str]:
+    """``{rejected variant: chosen term}`` from GLOSSARY.md's table
+    (``| English | 中文 | 不用 |``; variants separated by 、)."""
+    out = {}
+    for line in GLOSSARY.read_text(encoding="utf-8").splitlines():
+        cols = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cols) < 3 or not re.search(r"[\u4e00-\u9fff]", cols[2]):
+            continue
+        for variant in re.split(r"[、,，]", cols[2]):
+            variant = variant.strip()
+            if variant:
+                out[variant] = cols[1]
+    return out
+
+
+def chinese_texts() -> list[tuple[str, str]]:
+    """(where, text) of everything a Chinese reader reads: zh notebooks'
+    markdown and code, README.zh.md and the classroom's Chinese texts;
+    quoted forum text (markdown lines starting with ">") left out."""
+    out = []
+    for path in series("zh"):
+        for i, c in enumerate(cells(path)):
+            text = source(c)
+            if c["cell_type"] == "markdown":
+                text = "\n".join(line for line in text.splitlines()
+                                 if not line.lstrip().startswith(">"))
+            out.append((f"notebooks/zh/{path.name} cell {i}", text))
+    extra = [ROOT / "README.zh.md",
+             *sorted((ROOT / "notebooks" / "classroom" / "zh").glob("*"))]
+    for path in extra:
+        if path.is_file():
+            text = "\n".join(
+                line for line in path.read_text(encoding="utf-8")
+                .splitlines() if not line.lstrip().startswith(">"))
+            out.append((str(path.relative_to(ROOT)), text))
+    return out
+
+
+def term_problems(texts, rejected) -> list[str]:
+    problems = []
+    for where, text in texts:
+        for variant, chosen in rejected.items():
+            if variant in text:
+                problems.append(f"{where}: {variant!r} (say {chosen!r})")
+        # "notebook" in Chinese prose, outside code spans, links and paths
+        prose = re.sub(r"`[^`]*`|\]\([^)]*\)|\S*/\S*|\S+\.ipynb|<!--.*?-->",
+                       "", text, flags=re.S)
+        if re.search(r"[\u4e00-\u9fff]", prose) and re.search(
+                r"(?i)(?<![a-z])notebooks?(?![a-z])", prose):
+            problems.append(f"{where}: 'notebook' in Chinese prose (say "
+                            f"'记事本' or 'Jupyter记事本')")
+    return problems
+
+
+def test_glossary_lists_rejected_variants():
+    rejected = rejected_terms()
+    assert rejected.get("拼接") == "连结", (
+        "GLOSSARY.md must list rejected variants in a third column")
+    assert len(rejected) >= 10
+
+
+def test_term_check_can_fail():
+    rejected = {"拼接": "连结"}
+    assert term_problems([("x", "把两个张量拼接起来")], rejected)
+    assert term_problems([("x", "运行这个notebook即可")], rejected)
+    assert not term_problems([("x", "把张量连结；见`notebooks/zh/a.ipynb`")],
+                             rejected)
+
+
+def test_one_term_per_concept():
+    problems = term_problems(chinese_texts(), rejected_terms())
+    assert not problems, (
+        "terms rejected by notebooks/zh/GLOSSARY.md (quote the forum in "
+        "a '>' block to keep its words):\n" + "\n".join(problems))
