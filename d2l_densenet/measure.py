@@ -21,9 +21,20 @@
 Only the counters differ between devices, each reading relative to the
 start of its step:
 
-* CUDA: ``torch.cuda.max_memory_allocated(device)`` after
+* CUDA (and XPU, same API in ``torch.xpu``):
+  ``torch.cuda.max_memory_allocated(device)`` after
   ``reset_peak_memory_stats(device)``, minus ``memory_allocated(device)``
   at the step's start; the device is synchronized before each reading;
+* MPS (Apple GPUs): ``torch.mps`` has no peak counter and no reset, so
+  the peak is *sampled*: ``torch.mps.current_allocated_memory()`` (the
+  bytes of live tensors, as CUDA's ``memory_allocated``) is read at the
+  step's start, after every module's forward, when the gradient of every
+  module's output is computed, and at the step's end; the reading is the
+  largest sample minus the first. It is a lower bound: a workspace
+  allocated and freed inside one operation falls between samples.
+  ``driver_allocated_memory()`` is not used: it includes the allocator's
+  cached blocks (as CUDA's ``memory_reserved``). Not run here (no Mac):
+  only the arithmetic is tested, on a fake counter;
 * CPU: every allocation and free made by PyTorch's CPU allocator during the
   step, recorded by ``torch.profiler`` (``profile_memory=True``) and summed
   in time order; then, in a second step, the growth of the process's
@@ -51,6 +62,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from .plots import language
 
 __all__ = ["count_parameters", "parameter_table", "tensor_bytes",
            "saved_tensor_bytes", "MemoryReport", "peak_memory",
@@ -141,6 +154,14 @@ class MemoryReport:
         return self.baseline + self.extra
 
     def __str__(self) -> str:
+        if language() == "zh":
+            s = (f"{self.device}：峰值{self.peak / MiB:.1f} MiB = "
+                 f"基线{self.baseline / MiB:.1f} MiB + 单步新增"
+                 f"{self.extra / MiB:.1f} MiB（{self.method}）")
+            if self.rss_extra is not None:
+                s += (f"；进程常驻内存（RSS）最高水位增长"
+                      f"{self.rss_extra / MiB:.1f} MiB")
+            return s
         s = (f"{self.device}: peak {self.peak / MiB:.1f} MiB = baseline "
              f"{self.baseline / MiB:.1f} MiB + step {self.extra / MiB:.1f} "
              f"MiB ({self.method})")
@@ -195,8 +216,11 @@ def _restored(net: nn.Module, optimizer):
 
 
 def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    """Wait for the work queued on ``device`` (nothing to do on a CPU)."""
+    if device.type == "mps":
+        torch.mps.synchronize()
+    elif device.type != "cpu":
+        getattr(torch, device.type).synchronize(device)
 
 
 class _Uncounted:
@@ -225,22 +249,56 @@ class _Clock:
 
 
 class _CudaPeak:
-    """Most bytes the CUDA caching allocator held during a step on
-    ``device``, above what it held when the step started."""
-
-    method = "cuda max_memory_allocated"
+    """Most bytes the caching allocator of ``device`` (CUDA, or XPU with
+    the same functions in ``torch.xpu``) held in tensors during a step,
+    above what it held when the step started."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
+        self.api = getattr(torch, device.type)
+        self.method = f"{device.type} max_memory_allocated"
 
     def start(self) -> None:
         _synchronize(self.device)
-        torch.cuda.reset_peak_memory_stats(self.device)
-        self._start = torch.cuda.memory_allocated(self.device)
+        self.api.reset_peak_memory_stats(self.device)
+        self._start = self.api.memory_allocated(self.device)
 
     def stop(self) -> int:
         _synchronize(self.device)
-        return torch.cuda.max_memory_allocated(self.device) - self._start
+        return self.api.max_memory_allocated(self.device) - self._start
+
+
+class _MpsPeak:
+    """Most bytes of live tensors on an Apple GPU during a step, above
+    what was allocated when it started, sampled (``torch.mps`` has no
+    peak counter): at the start, after each module's forward, when each
+    module output's gradient is computed, and at the end."""
+
+    method = "mps current_allocated_memory, sampled"
+
+    def __init__(self) -> None:
+        self._samples: list[int] = []
+
+    def _sample(self) -> None:
+        self._samples.append(torch.mps.current_allocated_memory())
+
+    def _after_forward(self, module, args, output) -> None:
+        self._sample()
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(lambda grad: self._sample())
+
+    def start(self) -> None:
+        torch.mps.synchronize()
+        self._samples = []
+        self._sample()
+        self._hook = nn.modules.module.register_module_forward_hook(
+            self._after_forward)
+
+    def stop(self) -> int:
+        self._hook.remove()
+        torch.mps.synchronize()
+        self._sample()
+        return max(self._samples) - self._samples[0]
 
 
 class _CpuAllocatorPeak:
@@ -315,12 +373,14 @@ def _device_of(X: torch.Tensor) -> torch.device:
 
 def _memory_counters(device: torch.device) -> list:
     """The memory counters of ``device``, one counted step each."""
-    if device.type == "cuda":
+    if device.type in ("cuda", "xpu"):
         return [_CudaPeak(device)]
+    if device.type == "mps":
+        return [_MpsPeak()]
     if device.type == "cpu":
         return [_CpuAllocatorPeak(), _RssPeak()]
-    raise ValueError(f"peak_memory supports cpu and cuda tensors, got "
-                     f"device {device}")
+    raise ValueError(f"peak_memory supports cpu, cuda, mps and xpu "
+                     f"tensors, got device {device}")
 
 
 def _step(net, X, y, loss_fn, optimizer, counter=_Uncounted()):

@@ -3,7 +3,8 @@
 ``D2L_DENSENET_MODE`` picks the mode: ``gpu`` (the book's settings),
 ``cpu`` (reduced settings a 2-core laptop finishes in minutes) or
 ``smoke`` (what CI runs: seconds per notebook). Unset, the mode follows
-the device: ``gpu`` when CUDA is available, else ``cpu``.
+the device: ``gpu`` when an accelerator (CUDA, MPS, XPU) is available,
+else ``cpu``. Fonts and the reader's language are in ``plots``.
 
 How a recipe runs beside its hyperparameters (bf16 autocast,
 channels-last, learning-rate schedule) is in ``TRAIN_OPTIONS``. Whether
@@ -16,17 +17,21 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .plots import CJK_FONTS, LANGUAGES, language, set_language, setup_plots
+
 __all__ = ["MODES", "RECIPES", "TRAIN_OPTIONS", "run_mode",
            "default_device", "choose", "AmpChoice", "cpu_amp",
            "cpu_amp_choice", "resolve_amp", "train_options",
            "lr_scheduler", "setup_plots", "CJK_FONTS", "LANGUAGES",
-           "language"]
+           "language", "set_language", "device_description",
+           "ACCELERATORS"]
 
 MODES = ("gpu", "cpu", "smoke")
 ENV = "D2L_DENSENET_MODE"
@@ -56,87 +61,105 @@ LR_SCHEDULES = ("constant", "cosine")
 AMP_MIN_SPEEDUP = 1.2
 
 
+#: Accelerators a run may use (``torch.accelerator``'s device types);
+#: only CUDA has been run (no Mac or Intel GPU here, see the README).
+ACCELERATORS = ("cuda", "mps", "xpu")
+
+
 def default_device() -> torch.device:
-    """CUDA if available, else the CPU (the book's ``d2l.try_gpu()``)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The accelerator if there is one, else the CPU (the book's
+    ``d2l.try_gpu()``, for any GPU): ``torch.accelerator``'s current one
+    (CUDA, MPS or XPU) where the installed PyTorch has it, else CUDA if
+    available, else the CPU."""
+    acc = getattr(torch, "accelerator", None)
+    if acc is not None and acc.is_available():
+        kind = acc.current_accelerator().type
+        if kind in ACCELERATORS:
+            return torch.device(kind)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def device_description(device) -> str:
+    """``device`` and, for a GPU, its name: ``"cuda (NVIDIA H100 80GB
+    HBM3)"``, ``"mps (Apple GPU)"``, ``"cpu"``."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return "cpu"
+    if device.type == "mps":
+        return f"{device} (Apple GPU)"
+    try:
+        name = getattr(torch, device.type).get_device_name(device)
+    except (AttributeError, AssertionError, RuntimeError):
+        return str(device)
+    return f"{device} ({name})"
 
 
 def run_mode(mode: str | None = None) -> str:
     """The run mode: ``mode`` if given, else ``$D2L_DENSENET_MODE``, else
-    chosen from the device."""
+    chosen from the device (``gpu`` on any accelerator, else ``cpu``)."""
     mode = mode or os.environ.get(ENV) or (
-        "gpu" if torch.cuda.is_available() else "cpu")
+        "cpu" if default_device().type == "cpu" else "gpu")
     mode = mode.strip().lower()
     if mode not in MODES:
         raise ValueError(f"{ENV} must be one of {MODES}, got {mode!r}")
-    if mode == "gpu" and not torch.cuda.is_available():
-        raise ValueError(f"{ENV}=gpu but no CUDA device is available; use "
+    if mode == "gpu" and default_device().type == "cpu":
+        raise ValueError(f"{ENV}=gpu but no GPU is available to PyTorch "
+                         f"(looked for {', '.join(ACCELERATORS)}); use "
                          f"cpu or smoke")
     return mode
 
 
-#: Fonts with Chinese glyphs, in order of preference (the Chinese
-#: edition's figure titles and labels): Debian's fonts-wqy-microhei,
-#: fonts-noto-cjk, and what Windows and macOS ship.
-CJK_FONTS = ("WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Noto Sans CJK SC",
-             "Noto Sans SC", "Microsoft YaHei", "SimHei", "PingFang SC",
-             "Heiti SC")
+#: ``resolve_amp``'s reasons in Chinese, one pattern per "; "-separated
+#: part; a part without a pattern is shown as it is.
+_AMP_REASONS_ZH = (
+    (r"the GPU supports bf16", "该GPU支持bf16"),
+    (r"the GPU has no bf16", "该GPU不支持bf16"),
+    (r"fp32", "使用fp32"),
+    (r"no autocast decision for (\S+)", "在{0}上不自动选择精度"),
+    (r"set by (\S+)", "由环境变量{0}指定"),
+    (r"this PyTorch has no oneDNN \(CPU: (\S+)\)",
+     "此PyTorch没有oneDNN（CPU：{0}）"),
+    (r"CPU (\S+), bf16 support not reported",
+     "CPU：{0}，oneDNN未报告是否支持bf16"),
+    (r"oneDNN reports bf16 support \(CPU (\S+)\)",
+     "oneDNN报告支持bf16（CPU：{0}）"),
+    (r"oneDNN reports no bf16 support \(CPU (\S+)\)",
+     "oneDNN报告不支持bf16（CPU：{0}）"),
+    (r"measured bf16 ([\d.]+)x faster than fp32",
+     "实测bf16的速度是fp32的{0}倍"),
+    (r"measured bf16 at ([\d.]+)x fp32's speed \(needs >= ([\d.]+)x\)",
+     "实测bf16的速度是fp32的{0}倍（至少需要{1}倍）"),
+)
 
 
-def setup_plots() -> str | None:
-    """Let matplotlib draw Chinese labels: the first installed font of
-    ``CJK_FONTS`` is appended to ``font.family``, so Latin text keeps its
-    font and each Chinese character falls back to it.
-    Returns the font's name, or None (then Chinese shows as boxes; on
-    Debian/Ubuntu/Colab: ``apt-get install fonts-wqy-microhei``)."""
-    import matplotlib
-    from matplotlib import font_manager
-
-    manager = font_manager.fontManager
-    known = {f.name for f in manager.ttflist}
-    if not known.intersection(CJK_FONTS):
-        # Installed after matplotlib built its cache (e.g. by Colab's
-        # first cell): register the files directly.
-        for path in font_manager.findSystemFonts():
-            if "wqy" in path.lower() or "cjk" in path.lower():
-                try:
-                    manager.addfont(path)
-                except (OSError, RuntimeError, ValueError):
-                    continue
-        known = {f.name for f in manager.ttflist}
-    found = next((f for f in CJK_FONTS if f in known), None)
-    family = list(matplotlib.rcParams["font.family"])
-    if found is not None and found not in family:
-        # matplotlib falls back along font.family, glyph by glyph.
-        matplotlib.rcParams["font.family"] = family + [found]
-    return found
-
-
-#: The reader's language: ``choose(..., lang="zh")`` in the Chinese
-#: edition makes what the package prints speak Chinese.
-LANGUAGES = ("en", "zh")
-_language = "en"
-
-
-def language() -> str:
-    """The reader's language set by the last :func:`choose` call."""
-    return _language
+def _amp_reason_zh(reason: str) -> str:
+    """``reason`` (from ``resolve_amp``) in Chinese, part by part."""
+    parts = []
+    for part in reason.split("; "):
+        for pattern, zh in _AMP_REASONS_ZH:
+            m = re.fullmatch(pattern, part)
+            if m:
+                part = zh.format(*m.groups())
+                break
+        parts.append(part)
+    return "；".join(parts)
 
 
 def choose(settings: dict[str, dict], mode: str | None = None,
            lang: str = "en"):
     """Pick this run's settings from ``{"gpu": {...}, "cpu": {...},
-    "smoke": {...}}`` and say on screen which ones are in force.
+    "smoke": {...}}`` and say on screen which ones are in force, in the
+    reader's language ``lang`` (``"en"``, or ``"zh"`` in the Chinese
+    edition; see :func:`~d2l_densenet.plots.language`).
 
     Returns ``(mode, device, settings)``. A notebook's parameters cell is
     one call to this function; it also calls :func:`setup_plots`. A
     setting ``amp="auto"`` is resolved for the device
     (:func:`resolve_amp`: measured on a CPU) and the choice printed.
     """
-    global _language
-    if lang not in LANGUAGES:
-        raise ValueError(f"lang must be one of {LANGUAGES}, got {lang!r}")
-    _language = lang
+    set_language(lang)
     missing = [m for m in MODES if m not in settings]
     if missing:
         raise ValueError(f"settings for mode(s) {missing} are missing; "
@@ -146,19 +169,25 @@ def choose(settings: dict[str, dict], mode: str | None = None,
     chosen = dict(settings[mode])
     shown = ", ".join(f"{k}={v}" for k, v in chosen.items())
     book = ", ".join(f"{k}={v}" for k, v in settings["gpu"].items())
+    where = device_description(device)
     if lang == "zh":
+        where = re.sub(r" \((.*)\)$", r"（\1）", where)
         note = ("书中的设置" if mode == "gpu" else
                 f"由GPU设置（{book}）缩减而来，结果与书中不同")
-        print(f"{mode.upper()}模式，设备{device}：{shown}\n（{note}）")
+        print(f"{mode.upper()}模式，设备{where}：{shown}\n（{note}）")
     else:
         note = ("the book's settings" if mode == "gpu" else
                 f"reduced from the GPU settings ({book}); results differ "
                 f"from the book")
-        print(f"{mode.upper()} mode on {device}: {shown}\n({note})")
+        print(f"{mode.upper()} mode on {where}: {shown}\n({note})")
     if chosen.get("amp") == "auto":
         chosen["amp"], why = resolve_amp("auto", device)
-        print(f"amp=auto -> {chosen['amp'] or 'none (fp32)'}: {why}")
-    setup_plots()
+        if lang == "zh":
+            print(f"amp=auto -> {chosen['amp'] or '无（fp32）'}："
+                  f"{_amp_reason_zh(why)}")
+        else:
+            print(f"amp=auto -> {chosen['amp'] or 'none (fp32)'}: {why}")
+    setup_plots(lang)
     return mode, device, chosen
 
 

@@ -1,16 +1,19 @@
 """Measurement helpers on cases whose answers are known by hand."""
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
 from d2l_densenet import (
+    MemoryReport,
     count_parameters,
     densenet,
     measure,
     parameter_table,
     peak_memory,
+    plots,
     resnet18,
     saved_tensor_bytes,
     step_time,
@@ -86,10 +89,39 @@ def test_densenet_needs_more_activation_memory_than_resnet():
     assert d.extra - 2 * d.param_bytes > r.extra - 2 * r.param_bytes
 
 
-def test_step_time_is_positive_median():
+class _Clock:
+    """A fake ``time`` module: each timed step (two ``perf_counter``
+    calls) lasts the next of ``durations``."""
+
+    def __init__(self, durations):
+        self.durations = list(durations)
+        self.now, self.calls = 0.0, 0
+
+    def perf_counter(self):
+        if self.calls % 2:
+            self.now += self.durations.pop(0)
+        self.calls += 1
+        return self.now
+
+
+@pytest.mark.parametrize("durations,median", [
+    ([0.5, 0.1, 0.3, 0.9, 0.2], 0.3),   # mean 0.4, min 0.1, last 0.2
+    ([0.4, 0.1, 0.3, 0.9], 0.35),       # even count: the middle two
+])
+def test_step_time_is_the_median_of_the_timed_steps(monkeypatch,
+                                                    durations, median):
+    """Warm-up steps are not timed: exactly ``repeats`` steps use the
+    clock."""
+    clock = _Clock(durations)
+    monkeypatch.setattr(measure, "time", clock)
+    t = step_time(nn.Linear(10, 2), torch.randn(4, 10), warmup=2,
+                  repeats=len(durations))
+    assert t == pytest.approx(median)
+    assert clock.durations == [] and clock.calls == 2 * len(durations)
+
+
+def test_step_time_bad_input():
     net = nn.Linear(10, 2)
-    t = step_time(net, torch.randn(4, 10), warmup=1, repeats=3)
-    assert 0 < t < 1
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         step_time(net, torch.randn(4, 10), repeats=0)
     with pytest.raises(ValueError, match="warmup must be >= 0"):
@@ -201,40 +233,182 @@ def test_first_measurement_carries_no_one_time_allocations():
         assert abs(rep.extra - first.extra) <= 0.02 * first.extra
 
 
-def test_cuda_counter_syncs_its_device_and_counts_from_step_start(
-        monkeypatch):
-    """The same procedure with the CUDA counter, on fake ``torch.cuda``
-    functions: each reading synchronizes the measured device, the peak
-    is relative to what was allocated at the step's start (which here
-    includes other models), the baseline only what the measurement
-    owns."""
-    gpu = torch.device("cuda", 1)
-    calls, allocated = [], [10 * 2 ** 30]      # other models: 10 GiB
+GiB = 2 ** 30
 
-    def fake(name, result=lambda: None):
-        def fn(device=None):
-            calls.append((name, device))
-            return result()
-        monkeypatch.setattr(torch.cuda, name, fn)
 
-    def grow():
-        allocated[0] += 1000                   # moves between steps
-        return allocated[0]
+class FakeGpu:
+    """A device with a caching allocator's counters, asynchronous like a
+    GPU: work queued by a step (a temporary buffer, some seconds) happens
+    only when the host synchronizes. Every counter must be read for the
+    measured device."""
 
-    fake("synchronize")
-    fake("reset_peak_memory_stats")
-    fake("memory_allocated", grow)
-    fake("max_memory_allocated", lambda: allocated[0] + 123)
-    monkeypatch.setattr(measure, "_device_of", lambda X: gpu)
-    net = nn.Linear(10, 2)
+    def __init__(self, device, allocated):
+        self.device = device
+        self.allocated = self.peak = allocated    # other models, too
+        self.now = 0.0
+        self.queue = []
+
+    def _check(self, device):
+        assert torch.device(device) == self.device, device
+
+    def synchronize(self, device=None):
+        self._check(device)
+        for nbytes, seconds in self.queue:
+            self.peak = max(self.peak, self.allocated + nbytes)
+            self.now += seconds
+        self.queue.clear()
+
+    def reset_peak_memory_stats(self, device=None):
+        self._check(device)
+        self.peak = self.allocated
+
+    def memory_allocated(self, device=None):
+        self._check(device)
+        return self.allocated
+
+    def max_memory_allocated(self, device=None):
+        self._check(device)
+        return self.peak
+
+
+class Kernel(nn.Module):
+    """Queues a temporary buffer of ``nbytes`` and ``seconds`` of work
+    on ``gpu`` at every forward."""
+
+    def __init__(self, gpu, nbytes, seconds):
+        super().__init__()
+        self.gpu, self.nbytes, self.seconds = gpu, nbytes, seconds
+
+    def forward(self, X):
+        self.gpu.queue.append((self.nbytes, self.seconds))
+        return X * 1
+
+
+@pytest.mark.parametrize("kind", ["cuda", "xpu"])
+def test_gpu_peak_is_the_step_peak_above_its_start(monkeypatch, kind):
+    """On a fake GPU holding 10 GiB of other models, whose earlier peak
+    was 20 GiB, a step whose one temporary is 1 MiB reads extra = 1 MiB:
+    relative to the step's start (other models not charged), after a
+    reset (the old peak not charged) and after synchronizing (the queued
+    work counted). The baseline is only what the measurement owns."""
+    device = torch.device(kind, 1)
+    gpu = FakeGpu(device, allocated=10 * GiB)
+    gpu.peak = 20 * GiB
+    for name in ("synchronize", "reset_peak_memory_stats",
+                 "memory_allocated", "max_memory_allocated"):
+        monkeypatch.setattr(getattr(torch, kind), name, getattr(gpu, name))
+    monkeypatch.setattr(measure, "_device_of", lambda X: device)
+    net = nn.Sequential(nn.Linear(10, 2), Kernel(gpu, 2 ** 20, 0.25))
     X = torch.randn(4, 10)
     rep = peak_memory(net, X)
-    assert (rep.device, rep.method) == ("cuda:1", "cuda max_memory_allocated")
-    assert rep.extra == 123 and rep.rss_extra is None
+    assert (rep.device, rep.method) == (f"{kind}:1",
+                                        f"{kind} max_memory_allocated")
+    assert rep.extra == 2 ** 20 and rep.rss_extra is None
     assert rep.baseline == tensor_bytes([*net.parameters(), X])
-    assert calls == [("synchronize", gpu), ("reset_peak_memory_stats", gpu),
-                     ("memory_allocated", gpu), ("synchronize", gpu),
-                     ("max_memory_allocated", gpu)]
-    calls.clear()
-    step_time(net, X, warmup=1, repeats=3)
-    assert calls == [("synchronize", gpu)] * 6
+
+
+def test_gpu_step_time_waits_for_the_device(monkeypatch):
+    """A step queues 0.25 s of GPU work: timed between synchronizations
+    it takes 0.25 s (not 0: unsynchronized end; not 0.5: the warm-up's
+    work still queued at the start)."""
+    device = torch.device("cuda", 1)
+    gpu = FakeGpu(device, allocated=0)
+    monkeypatch.setattr(torch.cuda, "synchronize", gpu.synchronize)
+    monkeypatch.setattr(measure, "time",
+                        SimpleNamespace(perf_counter=lambda: gpu.now))
+    monkeypatch.setattr(measure, "_device_of", lambda X: device)
+    net = nn.Sequential(nn.Linear(10, 2), Kernel(gpu, 0, 0.25))
+    assert step_time(net, torch.randn(4, 10), warmup=1, repeats=1) == 0.25
+
+
+class FakeMps:
+    """``torch.mps``'s counter: bytes of live tensors, nothing more."""
+
+    def __init__(self, allocated):
+        self.allocated = allocated
+        self.reads = 0
+
+    def current_allocated_memory(self):
+        self.reads += 1
+        return self.allocated
+
+    def synchronize(self):
+        pass
+
+
+class OnBackward(nn.Module):
+    """Identity whose ``forward`` runs ``forward_action`` and whose
+    output's gradient runs ``backward_action`` (model allocations)."""
+
+    def __init__(self, forward_action=None, backward_action=None):
+        super().__init__()
+        self.forward_action = forward_action or (lambda: None)
+        self.backward_action = backward_action or (lambda: None)
+
+    def forward(self, X):
+        self.forward_action()
+        out = X * 1
+        out.register_hook(lambda grad: self.backward_action())
+        return out
+
+
+def _mps(monkeypatch, allocated):
+    mps = FakeMps(allocated)
+    monkeypatch.setattr(torch.mps, "current_allocated_memory",
+                        mps.current_allocated_memory)
+    monkeypatch.setattr(torch.mps, "synchronize", mps.synchronize)
+    monkeypatch.setattr(measure, "_device_of",
+                        lambda X: torch.device("mps"))
+    return mps
+
+
+def test_mps_peak_samples_inside_the_forward_pass(monkeypatch):
+    """MPS has no peak counter: 3 MiB held from a module's forward until
+    its backward (activations), 10 GiB of other models: extra = 3 MiB,
+    seen only by sampling inside the step (start and end read 10 GiB)."""
+    mps = _mps(monkeypatch, allocated=10 * GiB)
+
+    def hold():
+        mps.allocated += 3 * 2 ** 20
+
+    def free():
+        mps.allocated -= 3 * 2 ** 20
+
+    net = nn.Sequential(nn.Linear(10, 2), OnBackward(hold, free))
+    rep = peak_memory(net, torch.randn(4, 10))
+    assert rep.extra == 3 * 2 ** 20 and mps.allocated == 10 * GiB
+    assert rep.method == "mps current_allocated_memory, sampled"
+    reads = mps.reads
+    net(torch.randn(4, 10)).sum().backward()    # the hooks are removed
+    assert mps.reads == reads
+
+
+def test_mps_peak_samples_inside_the_backward_pass(monkeypatch):
+    """A buffer alive only during backward (made when the later module's
+    gradient is computed, freed at the earlier one's) is counted."""
+    mps = _mps(monkeypatch, allocated=0)
+
+    def grow():
+        mps.allocated += 5000
+
+    def shrink():
+        mps.allocated -= 5000
+
+    net = nn.Sequential(nn.Linear(10, 2), OnBackward(None, shrink),
+                        OnBackward(None, grow))
+    assert peak_memory(net, torch.randn(4, 10)).extra == 5000
+    assert mps.allocated == 0
+
+
+def test_memory_report_speaks_the_readers_language(monkeypatch):
+    rep = MemoryReport("cpu", "torch.profiler CPU allocator",
+                       baseline=2 * 2 ** 20, extra=2 ** 20,
+                       param_bytes=2 ** 20, rss_extra=3 * 2 ** 20)
+    monkeypatch.setattr(plots, "_language", "en")
+    assert str(rep) == ("cpu: peak 3.0 MiB = baseline 2.0 MiB + step 1.0 "
+                        "MiB (torch.profiler CPU allocator); RSS "
+                        "high-water +3.0 MiB")
+    monkeypatch.setattr(plots, "_language", "zh")
+    assert str(rep) == ("cpu：峰值3.0 MiB = 基线2.0 MiB + 单步新增1.0 MiB"
+                        "（torch.profiler CPU allocator）；进程常驻内存"
+                        "（RSS）最高水位增长3.0 MiB")
