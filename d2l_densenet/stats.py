@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from .plots import language
+
 __all__ = ["MIN_PAIRS", "ALPHA", "PairedResult", "paired_test",
            "McNemarResult", "mcnemar"]
 
@@ -35,28 +37,39 @@ class PairedResult:
     p: float = math.nan
     ci_low: float = math.nan
     ci_high: float = math.nan
+    #: True for errors and losses: the smaller mean is then "better".
+    lower_is_better: bool = False
 
     @property
     def tested(self) -> bool:
         return not math.isnan(self.p)
 
     def verdict(self, a: str = "a", b: str = "b") -> str:
-        """One sentence: which is better, no difference, or no test."""
+        """One sentence, in the reader's language (``choose(lang=)``):
+        which is better, no difference detectable, or no test."""
+        zh = language() == "zh"
         if self.n < MIN_PAIRS:
-            return (f"no test: {self.n} pair(s), a test needs at least "
-                    f"{MIN_PAIRS}")
+            return (f"不做检验：只有{self.n}对，一次检验至少需要{MIN_PAIRS}对"
+                    if zh else f"no test: {self.n} pair(s), a test needs "
+                    f"at least {MIN_PAIRS}")
         if not self.tested:
-            return "no test: the differences are all equal"
+            return ("不做检验：各对的差全都相等" if zh else
+                    "no test: the differences are all equal")
         if self.p < ALPHA:
-            better = a if self.mean_diff > 0 else b
-            return f"{better} better (p = {self.p:.3f} < {ALPHA})"
-        return (f"no difference detectable with {self.n} pairs "
+            better = a if (self.mean_diff > 0) != self.lower_is_better \
+                else b
+            return (f"{better}更好（p = {self.p:.3f} < {ALPHA}）" if zh else
+                    f"{better} better (p = {self.p:.3f} < {ALPHA})")
+        return (f"用{self.n}对检测不到差异（p = {self.p:.3f}）" if zh else
+                f"no difference detectable with {self.n} pairs "
                 f"(p = {self.p:.3f})")
 
 
-def paired_test(a, b) -> PairedResult:
+def paired_test(a, b, lower_is_better: bool = False) -> PairedResult:
     """Paired t-test of ``a - b`` (``scipy.stats.ttest_rel``) with its 95%
-    confidence interval, run only under the policy (``MIN_PAIRS``)."""
+    confidence interval, run only under the policy (``MIN_PAIRS``).
+    ``lower_is_better=True`` for errors: the verdict then favours the
+    smaller mean."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"a and b must be 1-D and paired, got shapes "
@@ -64,12 +77,13 @@ def paired_test(a, b) -> PairedResult:
     d, n = a - b, len(a)
     mean = float(d.mean()) if n else math.nan
     if n < MIN_PAIRS or not d.std() > 0:
-        return PairedResult(n, mean)
+        return PairedResult(n, mean, lower_is_better=lower_is_better)
     r = stats.ttest_rel(a, b)
     ci = r.confidence_interval(1 - ALPHA)
     return PairedResult(n, mean, float(r.statistic),
                         float(stats.t.ppf(1 - ALPHA / 2, df=n - 1)),
-                        float(r.pvalue), float(ci.low), float(ci.high))
+                        float(r.pvalue), float(ci.low), float(ci.high),
+                        lower_is_better)
 
 
 @dataclass(frozen=True)
@@ -83,12 +97,17 @@ class McNemarResult:
     p: float
 
     def verdict(self, a: str = "a", b: str = "b") -> str:
+        """One sentence, in the reader's language."""
+        zh = language() == "zh"
         if self.only_a + self.only_b == 0:
-            return "no test: both variants got the same examples right"
+            return ("不做检验：两种变体答对的样本完全相同" if zh else
+                    "no test: both variants got the same examples right")
         if self.p < ALPHA:
             better = a if self.only_a > self.only_b else b
-            return f"{better} better (p = {self.p:.3g} < {ALPHA})"
-        return f"no difference detectable (p = {self.p:.3g})"
+            return (f"{better}更好（p = {self.p:.3g} < {ALPHA}）" if zh else
+                    f"{better} better (p = {self.p:.3g} < {ALPHA})")
+        return (f"检测不到差异（p = {self.p:.3g}）" if zh else
+                f"no difference detectable (p = {self.p:.3g})")
 
 
 def mcnemar(correct_a, correct_b) -> McNemarResult:

@@ -51,3 +51,23 @@ def test_mcnemar_counts_only_disagreements():
     assert r.verdict("avg", "max").startswith("avg better")
     tie = stats.mcnemar(a, a)
     assert tie.p == 1.0 and "same examples" in tie.verdict()
+
+
+def test_lower_is_better_for_errors():
+    err_a = [0.130, 0.128, 0.131, 0.129]
+    err_b = [0.140, 0.139, 0.142, 0.138]
+    r = stats.paired_test(err_a, err_b, lower_is_better=True)
+    assert r.mean_diff < 0 and r.p < 0.05
+    assert r.verdict("A", "B").startswith("A better")
+    assert stats.paired_test(err_a, err_b).verdict("A", "B").startswith(
+        "B better")
+
+
+def test_verdicts_speak_the_readers_language(monkeypatch):
+    monkeypatch.setattr(stats, "language", lambda: "zh")
+    assert stats.paired_test([1, 2], [0, 1]).verdict() == (
+        "不做检验：只有2对，一次检验至少需要3对")
+    r = stats.paired_test([0.91, 0.90, 0.92, 0.89], [0.88, 0.89, 0.9, 0.87])
+    assert r.verdict("平均", "最大").startswith("平均更好")
+    a = np.array([1] * 30 + [0] * 5, bool)
+    assert stats.mcnemar(a, ~a).verdict("平均", "最大").startswith("平均更好")
