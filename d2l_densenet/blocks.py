@@ -1,6 +1,6 @@
 """The chapter's building blocks: conv_block, DenseBlock, transition_block.
 
-Written in the book's PyTorch style (d2l 0.17 / Chinese edition): every
+Written in the book's PyTorch style (d2l-zh 2.x, d2l-en <= v0.17.6): every
 block takes its channel counts explicitly, so the channel arithmetic stays
 visible. 稠密块 = dense block, 过渡层 = transition layer,
 增长率 = growth rate (the ``num_channels`` of a dense block).
