@@ -183,7 +183,8 @@ def rejected_terms() -> dict[str, str]:
     out = {}
     for line in GLOSSARY.read_text(encoding="utf-8").splitlines():
         cols = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cols) < 3 or not re.search(r"[\u4e00-\u9fff]", cols[2]):
+        if (len(cols) < 3 or cols[0] == "English"
+                or not re.search(r"[\u4e00-\u9fff]", cols[2])):
             continue
         for variant in re.split(r"[、,，]", cols[2]):
             variant = variant.strip()
