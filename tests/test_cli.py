@@ -11,7 +11,7 @@ from d2l_densenet import cli
 
 @pytest.mark.slow
 def test_cli_recipe_and_overrides(capsys):
-    h = cli.main(["--epochs", "1", "--subset", "500", "--test-subset",
+    h = cli.train(["--epochs", "1", "--subset", "500", "--test-subset",
                   "100", "--batch-size", "100", "--resize", "32",
                   "--progress", "none"])
     out = capsys.readouterr().out
@@ -47,7 +47,7 @@ def captured(monkeypatch):
 
 def test_gpu_recipe_is_the_books(captured, capsys):
     """The chapter trains with lr 0.1, 10 epochs, batch 256 at 96x96."""
-    cli.main(["--recipe", "gpu", "--device", "cpu"])
+    cli.train(["--recipe", "gpu", "--device", "cpu"])
     assert captured["loader"]["batch_size"] == 256
     assert captured["loader"]["resize"] == 96
     assert (captured["train"]["num_epochs"], captured["train"]["lr"]) == (
@@ -57,7 +57,7 @@ def test_gpu_recipe_is_the_books(captured, capsys):
 
 
 def test_auto_recipe_follows_the_device_and_options_win(captured):
-    cli.main(["--lr", "0.05", "--resize", "40"])
+    cli.train(["--lr", "0.05", "--resize", "40"])
     assert captured["train"]["device"].type == "cpu"
     assert captured["train"]["lr"] == 0.05
     assert captured["loader"]["resize"] == 40
@@ -66,7 +66,7 @@ def test_auto_recipe_follows_the_device_and_options_win(captured):
 
 
 def test_head_and_transition_pools_reach_the_model(captured):
-    cli.main(["--head-pool", "max", "--transition-pool", "max"])
+    cli.train(["--head-pool", "max", "--transition-pool", "max"])
     net = captured["train"]["net"]
     assert isinstance(net.last[2], torch.nn.AdaptiveMaxPool2d)
     assert isinstance(net.tran_blk1[-1], torch.nn.MaxPool2d)
@@ -74,12 +74,12 @@ def test_head_and_transition_pools_reach_the_model(captured):
 
 def test_cli_rejects_small_images_before_training(captured):
     with pytest.raises(ValueError, match="28x28.*at least 29x29"):
-        cli.main(["--resize", "0"])
+        cli.train(["--resize", "0"])
     assert "train" not in captured and "loader" not in captured
 
 
 def test_checkpoint_and_ddp_options_reach_the_trainer(captured, tmp_path):
-    cli.main(["--checkpoint-dir", str(tmp_path), "--resume", "--sync-bn",
+    cli.train(["--checkpoint-dir", str(tmp_path), "--resume", "--sync-bn",
               "--arch", "2,2", "--growth-rate", "8", "--num-channels",
               "16"])
     options = captured["train"]
@@ -97,7 +97,7 @@ def test_global_batch_is_split_over_torchrun_processes(captured,
                         lambda *a, **k: None)
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "2")
-    cli.main(["--batch-size", "256", "--device", "cpu"])
+    cli.train(["--batch-size", "256", "--device", "cpu"])
     assert captured["loader"]["batch_size"] == 256
     assert (captured["loader"]["rank"],
             captured["loader"]["world_size"]) == (2, 4)
@@ -198,7 +198,7 @@ def no_data(monkeypatch):
 @pytest.mark.parametrize("argv,message", BAD_INPUT,
                          ids=[" ".join(a) for a, _ in BAD_INPUT])
 def test_bad_input_is_one_line_and_exit_2(no_data, capsys, argv, message):
-    assert cli.run(argv) == 2
+    assert cli.main(argv) == 2
     out, err = capsys.readouterr()
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err
@@ -208,7 +208,7 @@ def test_bad_input_is_one_line_and_exit_2(no_data, capsys, argv, message):
 def test_missing_gpu_index_is_named(no_data, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert cli.run(["--device", "cuda:7"]) == 2
+    assert cli.main(["--device", "cuda:7"]) == 2
     assert capsys.readouterr().err == (
         "error: --device cuda:7: only 1 GPU(s) are visible (cuda:0 to "
         "cuda:0)\n")
@@ -218,7 +218,7 @@ def test_torchrun_needs_a_global_batch_it_can_split(no_data, monkeypatch,
                                                     capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    assert cli.run(["--batch-size", "65", "--device", "cpu"]) == 2
+    assert cli.main(["--batch-size", "65", "--device", "cpu"]) == 2
     assert capsys.readouterr().err == (
         "[rank 1] error: --batch-size 65 is the global batch and must be a "
         "multiple of the 2 processes\n")
@@ -233,7 +233,7 @@ def test_a_nan_loss_stops_with_one_line(monkeypatch, capsys):
         return [(X, y)], [(X, y)]
 
     monkeypatch.setattr(cli.data, "load_data_fashion_mnist", loader)
-    assert cli.run(["--arch", "1", "--growth-rate", "4", "--num-channels",
+    assert cli.main(["--arch", "1", "--growth-rate", "4", "--num-channels",
                     "4", "--progress", "none", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err == ("error: the training loss became nan at epoch 1, batch 1 "

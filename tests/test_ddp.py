@@ -7,7 +7,7 @@ from torch import nn
 
 from d2l_densenet import load_data_fashion_mnist
 from d2l_densenet.data import TensorLoader
-from d2l_densenet.train import CpuSyncBatchNorm, convert_sync_batchnorm
+from d2l_densenet.distributed import CpuSyncBatchNorm, convert_sync_batchnorm
 
 #: 256 real images, 2 epochs of 4 steps: two processes x 32 images per
 #: step against one process x 64.
