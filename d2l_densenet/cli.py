@@ -101,7 +101,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter,
     recipe decides: the help says so)."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False):
+        if action.default is None or action.default is False:
             return action.help
         return super()._get_help_string(action)
 

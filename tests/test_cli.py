@@ -224,9 +224,10 @@ def test_torchrun_needs_a_global_batch_it_can_split(no_data, monkeypatch,
         "multiple of the 2 processes\n")
 
 
-def test_a_nan_loss_stops_with_one_line(monkeypatch, capsys):
+def test_a_nan_loss_stops_with_one_line_and_exit_1(monkeypatch, capsys):
     """A loss that becomes NaN stops training at once: the epoch, the
-    batch and a hint, in one line."""
+    batch and a hint, in one line; a failure while running, not bad
+    input, so exit status 1."""
     def loader(batch_size, resize=None, **kwargs):
         X = torch.full((4, 1, 32, 32), float("nan"))
         y = torch.tensor([0, 1, 2, 3])
@@ -234,9 +235,168 @@ def test_a_nan_loss_stops_with_one_line(monkeypatch, capsys):
 
     monkeypatch.setattr(cli.data, "load_data_fashion_mnist", loader)
     assert cli.main(["--arch", "1", "--growth-rate", "4", "--num-channels",
-                    "4", "--progress", "none", "--device", "cpu"]) == 2
+                    "4", "--progress", "none", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert err == ("error: the training loss became nan at epoch 1, batch 1 "
                    "of 1; training stopped before that step (no checkpoint "
                    "was saved). Lower the learning rate (lr=0.1; try "
                    "0.01)\n")
+
+
+# --- exit statuses, help, resume and precision ------------------------
+
+TINY_NET = ["--arch", "1", "--growth-rate", "4", "--num-channels", "4",
+            "--progress", "none", "--device", "cpu", "--resize", "32",
+            "--batch-size", "16"]
+
+
+@pytest.fixture
+def tiny_data(monkeypatch):
+    """32 random 32x32 images in batches of 16 instead of Fashion-MNIST."""
+    def loader(batch_size, resize=None, **kwargs):
+        g = torch.Generator().manual_seed(0)
+        X = torch.rand(32, 1, resize, resize, generator=g)
+        ds = torch.utils.data.TensorDataset(X, torch.arange(32) % 10)
+        return (torch.utils.data.DataLoader(ds, batch_size, shuffle=True),
+                torch.utils.data.DataLoader(ds, batch_size))
+    monkeypatch.setattr(cli.data, "load_data_fashion_mnist", loader)
+
+
+def test_an_exploding_loss_stops_with_exit_1(tiny_data, capsys):
+    """--lr 1e9: the loss stays finite but explodes; the run stops with
+    the NaN's message instead of training on to chance accuracy."""
+    assert cli.main([*TINY_NET, "--lr", "1e9", "--epochs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"error: the training loss became \S+, above 230 "
+                        r"\(100 x ln 10 classes\) at epoch \d, batch \d of "
+                        r"2; .* Lower the learning rate \(lr=1e\+09; try "
+                        r"1e\+08\)\n", err), err
+
+
+def test_an_internal_error_is_exit_1_and_debug_shows_the_traceback(
+        tiny_data, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise KeyError("boom")
+    monkeypatch.setattr(cli, "train_ch6", broken)
+    assert cli.main(TINY_NET) == 1
+    err = capsys.readouterr().err
+    assert err == ("error: internal error, KeyError: 'boom' (run again "
+                   "with --debug for the traceback)\n")
+    assert cli.main([*TINY_NET, "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert "KeyError: 'boom'" in err
+
+
+def test_out_of_memory_is_exit_1_with_a_hint(tiny_data, monkeypatch,
+                                             capsys):
+    oom = getattr(torch, "OutOfMemoryError", RuntimeError)
+
+    def full(*args, **kwargs):
+        raise oom("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(cli, "train_ch6", full)
+    assert cli.main(TINY_NET) == 1
+    assert capsys.readouterr().err == (
+        "error: out of memory (CUDA out of memory. Tried to allocate 2.00 "
+        "GiB); lower --batch-size or --resize, or try --amp bf16\n")
+
+
+def test_help_describes_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.parser().parse_args(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for action in cli.parser()._actions:
+        assert action.help, action.option_strings
+    assert "--model {densenet,resnet18}" in text
+    assert "(default: densenet)" in text and "(default: sgd)" in text
+    assert "(default: 0)" in text      # --seed
+    assert "(default: None)" not in text
+    assert "torchrun --standalone --nproc_per_node=2 -m d2l_densenet" in text
+    assert "exit status: 0 done, 1 failed while running, 2 bad input" in text
+    assert "animator" not in text      # a notebook widget, not a CLI option
+
+
+def test_main_is_the_console_script_entry_point():
+    """``d2l-densenet = "d2l_densenet.cli:main"``: main() takes no
+    argument and returns the exit status (an int)."""
+    assert cli.main(["--epochs", "0"]) == 2
+    assert cli.main(["--help"]) == 0
+
+
+def _flip_measurement(monkeypatch, choices):
+    """Each CPU measurement says the next of ``choices`` ("bf16" or None);
+    the CPU's bf16 support is patched (this CPU has no native bf16)."""
+    from d2l_densenet import amp
+    monkeypatch.delenv(amp.AMP_ENV, raising=False)
+    monkeypatch.setattr(amp, "cpu_bf16_support", lambda: (True, "patched"))
+    calls = []
+
+    def measure(*args, **kwargs):
+        ratio = 2.0 if choices[len(calls)] == "bf16" else 0.25
+        calls.append(1)
+        return amp.AmpTiming(0.01, 0.01 / ratio, (ratio,) * 7)
+    monkeypatch.setattr(amp, "measure_amp", measure)
+    amp.cpu_amp_choice.cache_clear()
+    return calls
+
+
+def _new_process():
+    """What a new command does: measure again (the cache is per
+    process)."""
+    from d2l_densenet import amp
+    amp.cpu_amp_choice.cache_clear()
+
+
+def test_resume_keeps_the_checkpoints_precision(tiny_data, monkeypatch,
+                                                tmp_path, capsys):
+    """The first run measures bf16; a resumed run whose measurement would
+    say fp32 resumes in bf16 without measuring (the review's failure:
+    "amp 'bf16' (this run: None)")."""
+    calls = _flip_measurement(monkeypatch, ["bf16", None])
+    folder = ["--checkpoint-dir", str(tmp_path)]
+    h = cli.train([*TINY_NET, *folder, "--epochs", "1"])
+    assert h["epoch"] == [1] and calls == [1]
+    _new_process()
+    capsys.readouterr()
+    h = cli.train([*TINY_NET, *folder, "--epochs", "2", "--resume"])
+    out = capsys.readouterr().out
+    assert h["epoch"] == [1, 2] and calls == [1]  # not measured again
+    assert (f"amp=bf16: the precision {tmp_path / 'epoch-0001.pt'} was "
+            f"trained in (--resume keeps it; not measured again)") in out
+    from d2l_densenet.checkpoints import checkpoint_files, load_checkpoint
+    assert load_checkpoint(checkpoint_files(tmp_path)[-1])[
+        "settings"]["amp"] == "bf16"
+
+
+def test_resume_with_another_amp_is_refused(tiny_data, monkeypatch,
+                                            tmp_path, capsys):
+    _flip_measurement(monkeypatch, ["bf16"])
+    folder = ["--checkpoint-dir", str(tmp_path)]
+    cli.train([*TINY_NET, *folder, "--epochs", "1"])
+    capsys.readouterr()
+    assert cli.main([*TINY_NET, *folder, "--epochs", "2", "--resume",
+                     "--amp", "none"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot resume from {tmp_path / 'epoch-0001.pt'}: it was "
+        f"trained with amp bf16, this run asks --amp none; leave --amp out "
+        f"to continue in bf16, or use another --checkpoint-dir\n")
+    assert cli.main([*TINY_NET, *folder, "--epochs", "2", "--resume",
+                     "--amp", "bf16"]) == 0
+
+
+def test_a_chosen_bf16_is_what_the_model_runs_in(tiny_data, monkeypatch):
+    """The CPU recipe's amp=auto, measured (patched) bf16: the first
+    convolution computes in bf16 during training."""
+    _flip_measurement(monkeypatch, ["bf16"])
+    real_build = cli._build
+    dtypes = set()
+
+    def build(args):
+        net = real_build(args)
+        net.b1[0].register_forward_hook(
+            lambda m, i, out: dtypes.add(out.dtype) if m.training else None)
+        return net
+    monkeypatch.setattr(cli, "_build", build)
+    cli.train([*TINY_NET, "--epochs", "1"])
+    assert dtypes == {torch.bfloat16}
