@@ -27,6 +27,7 @@ import math
 import os
 import re
 import sys
+import textwrap
 import time
 import traceback
 from pathlib import Path
@@ -108,11 +109,13 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter,
 
 EPILOG = f"""\
 examples:
-  {PROG} --epochs 1 --subset 6000          a quick CPU run
-  {PROG} --checkpoint-dir runs/a           save every epoch
-  {PROG} --checkpoint-dir runs/a --resume  continue it (same precision)
-  torchrun --standalone --nproc_per_node=2 -m d2l_densenet --sync-bn
-                                      two processes (CPU: gloo; GPU: NCCL)
+  a quick CPU run:
+    {PROG} --epochs 1 --subset 6000
+  save every epoch, then continue (in the same precision):
+    {PROG} --checkpoint-dir runs/a
+    {PROG} --checkpoint-dir runs/a --resume
+  two processes (CPU: gloo; GPU: NCCL, one process per GPU):
+    torchrun --standalone --nproc_per_node=2 -m d2l_densenet --sync-bn
 
 exit status: 0 done, 1 failed while running, 2 bad input, 130 interrupted
 """
@@ -122,10 +125,11 @@ def parser() -> argparse.ArgumentParser:
     gpu, cpu = settings.RECIPES["gpu"], settings.RECIPES["cpu"]
     p = _Parser(
         prog=PROG, formatter_class=_Formatter, epilog=EPILOG,
-        description="Train the chapter's DenseNet (or ResNet-18) on "
-                    "Fashion-MNIST. Unset options come from the recipe: "
-                    f"GPU {gpu}, CPU {cpu}. Under torchrun it trains with "
-                    "DistributedDataParallel on every process.")
+        description=textwrap.fill(
+            "Train the chapter's DenseNet (or ResNet-18) on Fashion-MNIST. "
+            f"Unset options come from the recipe: GPU {gpu}, CPU {cpu}. "
+            "Under torchrun it trains with DistributedDataParallel on "
+            "every process.", 79))
     p.add_argument("--model", choices=["densenet", "resnet18"],
                    default="densenet",
                    help="the chapter's DenseNet or the book's ResNet-18 "
