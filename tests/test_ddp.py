@@ -99,6 +99,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert "training on 2 processes (cpu, gloo)" in r.stdout
     assert r.stdout.count("epoch 2/2:") == 1
     assert r.stdout.count("final test accuracy") == 1
+    assert r.stdout.count("training options on") == 1
     assert "on 101 Fashion-MNIST test images" in r.stdout
     one, two = final_state(reference(*SHORT)), final_state(tmp_path)
     assert two["info"]["world_size"] == 2
@@ -113,16 +114,22 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         two["history"]["train_loss"], abs=1e-5)
 
 
-#: One process of two: rank 1 finds an unreadable checkpoint in its
-#: folder, rank 0 none in its own. Prints how long train_ch6 took to
-#: stop. The process group's timeout is 60 s: a rank left waiting in a
-#: collective would fail only after it.
+#: One process of two. First the precision: each rank's (patched) bf16
+#: measurement says something else, rank 0's answer must win in both.
+#: Then rank 1 finds an unreadable checkpoint in its folder, rank 0 none
+#: in its own; each prints how long train_ch6 took to stop. The process
+#: group's timeout is 60 s: a rank left waiting in a collective would
+#: fail only after it.
 _ONE_RANK_FAILS = """
 import datetime, os, sys, time
 import torch, torch.distributed as dist
-from d2l_densenet import densenet, train_ch6
+from d2l_densenet import amp, densenet, train_ch6
 rank = int(os.environ["RANK"])
 dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+amp.cpu_bf16_support = lambda: (True, "patched")
+ratio = 2.0 if rank == 0 else 0.5
+amp.measure_amp = lambda: amp.AmpTiming(0.01, 0.01 / ratio, (ratio,) * 7)
+print(f"rank {rank} amp {amp.resolve_amp('auto', 'cpu')[0]}", flush=True)
 folder = os.path.join(sys.argv[1], f"rank{rank}")
 os.makedirs(folder)
 if rank == 1:
@@ -147,7 +154,8 @@ print(f"rank {rank} finished")
 def test_one_rank_failing_stops_every_rank_within_seconds(tmp_path):
     """A checkpoint only rank 1 cannot read: both ranks stop with the
     error (rank 0 naming rank 1 and its reason) within seconds, none
-    waits for the 60 s collective timeout."""
+    waits for the 60 s collective timeout. Before that, the precision
+    measured by rank 0 is the one both ranks use."""
     import socket
     import subprocess
     import sys
@@ -183,6 +191,8 @@ def test_one_rank_failing_stops_every_rank_within_seconds(tmp_path):
                       out, re.M)
         assert m, out + err
         stopped.append((float(m.group(1)), m.group(2)))
+    for r, (out, _) in enumerate(outs):
+        assert f"rank {r} amp bf16" in out  # rank 1 measured fp32
     assert stopped[1][1] == "CheckpointError"
     assert stopped[0][1] == "RankFailedError"
     assert "process 1 of 2 failed (CheckpointError)" in outs[0][0]
