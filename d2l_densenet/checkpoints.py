@@ -23,7 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .distributed import agreed, decided_by_rank0, sum_over_ranks, world
+from .distributed import (
+    agreed,
+    decided_by_rank0,
+    say,
+    sum_over_ranks,
+    world,
+)
 
 __all__ = ["CHECKPOINT_FORMAT", "KEEP", "CheckpointError",
            "checkpoint_files", "save_checkpoint", "load_checkpoint",
@@ -151,10 +157,11 @@ class Checkpoints:
                                   f"not a directory")
         self.last_saved: Path | None = None
 
-    def resume(self, resume: bool, history: dict) -> int:
+    def resume(self, resume: bool, history: dict,
+               num_epochs: int | None = None) -> int:
         """Load the latest checkpoint if ``resume``; return the number of
         epochs already done (the same in every rank, or an error in
-        every rank)."""
+        every rank) and say so (rank 0)."""
         with agreed():
             done = self._resume(resume, history)
         s1, s2 = sum_over_ranks([done, done * done], self.device)
@@ -162,6 +169,9 @@ class Checkpoints:
             raise CheckpointError(
                 f"the processes found different checkpoints in "
                 f"{self.dir}; it must be one folder shared by all")
+        if done:
+            say(f"resuming from {self.last_saved}: epoch {done} of "
+                f"{num_epochs} done")
         return done
 
     def _resume(self, resume: bool, history: dict) -> int:

@@ -200,6 +200,12 @@ def _set_epoch(loader, epoch: int) -> None:
             return
 
 
+def _where(device: torch.device) -> str:
+    size = world()[1]
+    return str(device) if size == 1 else (
+        f"{size} processes ({device.type}, {dist.get_backend()})")
+
+
 def _settings(net, optimizer, lr, amp, sched, train_iter, config) -> dict:
     """What a resumed run must match (see ``checkpoints.Checkpoints``)."""
     size = getattr(train_iter, "batch_size", None)
@@ -263,9 +269,7 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
     device = torch.device(device)
     _check_options(optimizer, amp, num_epochs, lr, resume, checkpoint_dir,
                    device)
-    size = world()[1]
-    where = str(device) if size == 1 else (
-        f"{size} processes ({device.type}, {dist.get_backend()})")
+    where = _where(device)
     say("training on", where)
     net = _prepare(net, device, seed, init, sync_bn, channels_last)
     opt = OPTIMIZERS[optimizer](net.parameters(), lr=lr)
@@ -279,10 +283,7 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
             net, optimizer, lr, amp, sched, train_iter, config), dict(
             model=net, optimizer=opt, scheduler=sched, scaler=scaler),
             device)
-        done = store.resume(resume, history)
-        if done:
-            say(f"resuming from {store.last_saved}: epoch {done} of "
-                f"{num_epochs} done")
+        done = store.resume(resume, history, num_epochs)
     model = _ddp(net, device)
     num_batches = len(train_iter)
     bar = Progress(progress if is_main() else "none", num_epochs,
