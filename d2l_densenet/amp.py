@@ -166,10 +166,10 @@ def cpu_amp_choice() -> AmpChoice:
             f"otherwise, set {AMP_ENV} or --amp to fix it" if close else "")
     if speedup >= AMP_MIN_SPEEDUP:
         return AmpChoice("bf16", f"{note}; measured bf16 {speedup:.2f}x "
-                                 f"faster than fp32 ({spread}){warn}", **ms)
+                                 f"faster than fp32; {spread}{warn}", **ms)
     return AmpChoice(None, f"{note}; measured bf16 at {speedup:.2f}x "
-                           f"fp32's speed (needs >= {AMP_MIN_SPEEDUP}x; "
-                           f"{spread}){warn}", **ms)
+                           f"fp32's speed (needs >= {AMP_MIN_SPEEDUP}x); "
+                           f"{spread}{warn}", **ms)
 
 
 def cpu_amp() -> str | None:

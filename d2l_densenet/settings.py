@@ -132,6 +132,12 @@ _AMP_REASONS_ZH = (
      "实测bf16的速度是fp32的{0}倍"),
     (r"measured bf16 at ([\d.]+)x fp32's speed \(needs >= ([\d.]+)x\)",
      "实测bf16的速度是fp32的{0}倍（至少需要{1}倍）"),
+    (r"median of (\d+) alternating pairs, ([\d.]+)x to ([\d.]+)x",
+     "取{0}对交替测量的中位数（各对为{1}倍至{2}倍）"),
+    (r"a close call \(within (\d+)% of the ([\d.]+)x threshold\): another "
+     r"run may choose otherwise, set (\S+) or --amp to fix it",
+     "结果接近阈值（与{1}倍相差不到{0}%）：再次运行可能作出不同的选择，"
+     "可用{2}或--amp固定"),
 )
 
 

@@ -138,3 +138,44 @@ def test_measurement_alternates_which_precision_goes_first(monkeypatch):
     amp.measure_amp(pairs=3, warmup=1)
     assert order == ["fp32", "bf16",            # warm-up
                      "fp32", "bf16", "bf16", "fp32", "fp32", "bf16"]
+
+
+class _Clock:
+    """A fake ``time`` module: each timed step (two ``perf_counter``
+    calls) lasts the next of ``durations``."""
+
+    def __init__(self, durations):
+        self.durations = list(durations)
+        self.now, self.calls = 0.0, 0
+
+    def perf_counter(self):
+        if self.calls % 2:              # the end of a step
+            self.now += self.durations.pop(0)
+        self.calls += 1
+        return self.now
+
+
+def test_measurement_takes_medians_of_alternating_pairs(monkeypatch):
+    """Warm-up fp32, bf16 (slow: must not count), then pairs fp32-bf16,
+    bf16-fp32, fp32-bf16. The times are medians, the speed-up the median
+    of the per-pair ratios (not best-of, first, last or mean)."""
+    clock = _Clock([9.0, 9.0,        # warm-up
+                    0.4, 0.2,        # pair 1: fp32, bf16   ratio 2
+                    0.1, 0.5,        # pair 2: bf16, fp32   ratio 5
+                    0.3, 0.3])       # pair 3: fp32, bf16   ratio 1
+    monkeypatch.setattr(amp, "time", clock)
+    timing = amp.measure_amp(pairs=3, warmup=1)
+    assert timing.fp32_s == pytest.approx(0.4)
+    assert timing.bf16_s == pytest.approx(0.2)
+    assert timing.ratios == pytest.approx((2.0, 5.0, 1.0))
+    assert timing.speedup == pytest.approx(2.0)
+    assert clock.durations == []
+
+
+def test_measurement_gives_up_when_bf16_is_far_slower(monkeypatch):
+    """bf16 4x slower (a CPU without bf16): three pairs, not seven."""
+    clock = _Clock([1.0, 1.0] + [0.1, 0.4, 0.4, 0.1, 0.1, 0.4] + [0.1] * 8)
+    monkeypatch.setattr(amp, "time", clock)
+    timing = amp.measure_amp(pairs=7, warmup=1, give_up=3.0)
+    assert len(timing.ratios) == 3 and timing.speedup == pytest.approx(0.25)
+    assert len(clock.durations) == 8            # pairs 4 to 7 not run
