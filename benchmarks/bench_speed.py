@@ -56,8 +56,9 @@ from torch import nn  # noqa: E402
 from torch.utils import data as tud  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from d2l_densenet import data, models, settings  # noqa: E402
-from d2l_densenet.train import AMP_DTYPES, train_ch6  # noqa: E402
+from d2l_densenet import amp, data, models, settings  # noqa: E402
+from d2l_densenet.amp import AMP_DTYPES  # noqa: E402
+from d2l_densenet.train import train_ch6  # noqa: E402
 
 GIGA = 1e9
 # Noise from running the book's code as it is: its 4 loader workers on a
@@ -433,7 +434,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--resize", type=int)
-    p.add_argument("--amp", choices=settings.AMP_CHOICES,
+    p.add_argument("--amp", choices=amp.AMP_CHOICES,
                    help="ours: override the recipe's amp")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    default=None, help="ours: override the recipe's layout")
@@ -529,11 +530,11 @@ def main(argv: list[str] | None = None) -> dict:
                                      channels_last=args.channels_last)
     res["options"] = dict(options, compile=args.compile)
     if options["amp"] is None and device.type == "cpu":
-        res["cpu_amp"] = str(settings.cpu_amp_choice())
+        res["cpu_amp"] = str(amp.cpu_amp_choice())
 
     # yardsticks
     n = 8192 if device.type == "cuda" else 2048
-    bf16_ok = device.type == "cuda" or settings._cpu_bf16_support()[0]
+    bf16_ok = device.type == "cuda" or amp.cpu_bf16_support()[0]
     rates = {"fp32": matmul_rate(torch.float32, device, n)}
     # Without native bf16 a CPU's bf16 matmul is orders of magnitude
     # slower: a smaller one tells the same story in a second.

@@ -4,20 +4,26 @@ The public API (re-exports only), one concern per module:
 
 * ``blocks``   -- the chapter's ``conv_block``, ``DenseBlock``,
   ``transition_block``
-* ``checkpointing`` -- the memory-efficient levels (recompute, not store)
+* ``memory_efficient`` -- the memory-efficient levels (recompute, not
+  store; formerly ``checkpointing``)
 * ``models``   -- the chapter's ``densenet`` and the book's ``resnet18``
 * ``family``   -- the paper's DenseNet-BC: ``densenet121/161/169/201/264``
 * ``mlp``      -- exercise 5: ``DenseMLP``
 * ``data``     -- ``load_data_fashion_mnist`` (torchvision and fast paths)
-* ``house``    -- the Kaggle house-price data, preprocessing and k-fold
+* ``house``    -- the Kaggle house-price data and preprocessing
+* ``house_train`` -- house-price training, log-RMSE and the k-fold protocol
 * ``files``    -- find, verify and download a data set
-* ``train``    -- ``train_ch6``
+* ``train``    -- ``train_ch6``, the book's loop
+* ``checkpoints`` -- saved training state: atomic save, resume
+* ``distributed`` -- several processes: agreed decisions and errors,
+  CPU SyncBatchNorm
+* ``progress`` -- Animator, tqdm or printed lines
+* ``amp``      -- the precision choice (bf16 measured on a CPU)
 * ``measure``  -- parameters, peak memory, step time
 * ``settings`` -- run modes (gpu / cpu / smoke) and the CLI's recipes
-* ``cli``      -- ``python -m d2l_densenet``
+* ``cli``      -- ``python -m d2l_densenet`` and ``d2l-densenet``
 """
 from .blocks import DenseBlock, conv_block, transition_block
-from .checkpointing import MEMORY_EFFICIENT_LEVELS
 from .data import (
     CorruptDataError,
     DataNotFoundError,
@@ -49,12 +55,11 @@ from .house import (
     HousePreprocessor,
     find_house_data,
     house_features,
-    k_fold,
-    log_rmse,
     preprocess_book,
     read_house_data,
     submission_frame,
 )
+from .house_train import k_fold, log_rmse
 from .measure import (
     MemoryReport,
     Timer,
@@ -65,6 +70,7 @@ from .measure import (
     step_time,
     tensor_bytes,
 )
+from .memory_efficient import MEMORY_EFFICIENT_LEVELS
 from .mlp import (
     DenseLinearBlock,
     DenseMLP,

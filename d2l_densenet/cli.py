@@ -11,31 +11,54 @@ DistributedDataParallel (NCCL on GPUs, gloo on the CPU)::
 the processes). ``--checkpoint-dir DIR`` saves every epoch and
 ``--resume`` continues from the latest checkpoint there.
 
-Bad input is refused before any data is loaded, in one line naming the
-option, the value and what is accepted, with exit status 2.
+Exit status: 0 done; 2 bad input, refused before any data is loaded in
+one line naming the option, the value and what is accepted; 1 a failure
+while running (a diverged loss, a checkpoint that cannot be used, a full
+disk, out of memory, an internal error), also in one line, with
+``--debug`` showing the traceback; 130 interrupted. The console script
+``d2l-densenet`` is :func:`main`.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import os
 import re
 import sys
+import textwrap
 import time
+import traceback
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from . import data, models, settings
-from .train import OPTIMIZERS, PROGRESS, train_ch6
+from . import checkpoints, data, models, settings
+from .amp import AMP_CHOICES
+from .checkpoints import CheckpointError
+from .distributed import RankFailedError, agreed
+from .train import OPTIMIZERS, DivergedError, train_ch6
 
-__all__ = ["main", "parser", "run"]
+__all__ = ["main", "parser", "train", "run", "UsageError"]
 
 PROG = "python -m d2l_densenet"
 #: Fashion-MNIST: examples in the training and test sets, classes.
 TRAIN_SIZE, TEST_SIZE, NUM_CLASSES = 60_000, 10_000, 10
 MAX_SEED = 2**32 - 1
+#: ``--progress`` on the command line (the Animator is for notebooks).
+PROGRESS = ("auto", "tqdm", "print", "none")
+#: ``torch.OutOfMemoryError`` from torch 2.5, ``torch.cuda``'s before.
+_OOM = (getattr(torch, "OutOfMemoryError", None)
+        or getattr(torch.cuda, "OutOfMemoryError", None))
+#: Failures while running that are explained in one line (exit 1).
+KNOWN_FAILURES = (DivergedError, CheckpointError, RankFailedError, ValueError,
+                  OSError)
+
+
+class UsageError(ValueError):
+    """Bad command-line input (exit status 2)."""
 
 
 def _checked(convert, ok, accepted: str):
@@ -73,32 +96,68 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {PROG} --help)\n")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter,
+                 argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default, except where there is none (the
+    recipe decides: the help says so)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+EPILOG = f"""\
+examples:
+  a quick CPU run:
+    {PROG} --epochs 1 --subset 6000
+  save every epoch, then continue (in the same precision):
+    {PROG} --checkpoint-dir runs/a
+    {PROG} --checkpoint-dir runs/a --resume
+  two processes (CPU: gloo; GPU: NCCL, one process per GPU):
+    torchrun --standalone --nproc_per_node=2 -m d2l_densenet --sync-bn
+
+exit status: 0 done, 1 failed while running, 2 bad input, 130 interrupted
+"""
+
+
 def parser() -> argparse.ArgumentParser:
     gpu, cpu = settings.RECIPES["gpu"], settings.RECIPES["cpu"]
     p = _Parser(
-        prog=PROG,
-        description="Train the chapter's DenseNet (or ResNet-18) on "
-                    "Fashion-MNIST. Unset options come from the recipe: "
-                    f"GPU {gpu}, CPU {cpu}. Under torchrun it trains with "
-                    "DistributedDataParallel on every process.")
+        prog=PROG, formatter_class=_Formatter, epilog=EPILOG,
+        description=textwrap.fill(
+            "Train the chapter's DenseNet (or ResNet-18) on Fashion-MNIST. "
+            f"Unset options come from the recipe: GPU {gpu}, CPU {cpu}. "
+            "Under torchrun it trains with DistributedDataParallel on "
+            "every process.", 79))
     p.add_argument("--model", choices=["densenet", "resnet18"],
-                   default="densenet")
+                   default="densenet",
+                   help="the chapter's DenseNet or the book's ResNet-18 "
+                        "(to compare)")
     p.add_argument("--recipe", choices=["auto", *settings.RECIPES],
                    default="auto",
-                   help="settings to start from (auto: by device)")
+                   help="settings to start from (auto: gpu on CUDA, else "
+                        "cpu)")
     p.add_argument("--device", default="auto",
                    help="auto, cpu, cuda or cuda:N (under torchrun: auto, "
                         "cpu or cuda, each process takes cuda:LOCAL_RANK)")
-    p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--lr", type=_learning_rate)
+    p.add_argument("--epochs", type=_positive_int,
+                   help="passes over the training set (default: the "
+                        "recipe's)")
+    p.add_argument("--lr", type=_learning_rate,
+                   help="learning rate (default: the recipe's, 0.1)")
     p.add_argument("--batch-size", type=_positive_int,
-                   help="the global batch, split over torchrun's processes")
+                   help="the global batch, split over torchrun's processes "
+                        "(default: the recipe's)")
     p.add_argument("--resize", type=_resize,
-                   help="image side; 0 keeps 28 (too small for DenseNet)")
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
-    p.add_argument("--amp", choices=list(settings.AMP_CHOICES),
+                   help="image side; 0 keeps 28 (too small for DenseNet) "
+                        "(default: the recipe's)")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd",
+                   help="sgd as the book, or adam")
+    p.add_argument("--amp", choices=list(AMP_CHOICES),
                    help="mixed precision (default: the recipe's; CPU: "
-                        "auto = bf16 where measured faster)")
+                        "auto = bf16 where measured faster; --resume keeps "
+                        "the checkpoint's)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="channels-last layout (default: the recipe's)")
     p.add_argument("--lr-schedule", choices=list(settings.LR_SCHEDULES),
@@ -109,12 +168,14 @@ def parser() -> argparse.ArgumentParser:
                         "torchvision: the book's DataLoader")
     p.add_argument("--subset", type=_positive_int,
                    help=f"class-balanced training subset size "
-                        f"({NUM_CLASSES}..{TRAIN_SIZE})")
+                        f"({NUM_CLASSES}..{TRAIN_SIZE}; default: all)")
     p.add_argument("--test-subset", type=_positive_int,
                    help=f"class-balanced test subset size "
-                        f"({NUM_CLASSES}..{TEST_SIZE})")
+                        f"({NUM_CLASSES}..{TEST_SIZE}; default: all)")
     p.add_argument("--transition-pool", choices=["avg", "max"],
-                   default="avg")
+                   default="avg",
+                   help="the transition layers' pooling: avg (the book, "
+                        "the paper) or max (exercise)")
     p.add_argument("--head-pool", choices=sorted(models.HEAD_POOLS),
                    default="avg",
                    help="the head's global pooling: avg (d2l 1.0, the "
@@ -125,9 +186,14 @@ def parser() -> argparse.ArgumentParser:
                    help="densenet: channels each conv adds (default 32)")
     p.add_argument("--num-channels", type=_positive_int,
                    help="densenet: stem channels (default 64)")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--data-root", help="folder with Fashion-MNIST")
-    p.add_argument("--progress", choices=PROGRESS, default="auto")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="fixes initialisation and data order")
+    p.add_argument("--data-root",
+                   help="folder with Fashion-MNIST (default: found or "
+                        "downloaded)")
+    p.add_argument("--progress", choices=PROGRESS, default="auto",
+                   help="a tqdm bar, a line per epoch, or nothing (auto: "
+                        "tqdm on a terminal, else print)")
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun: batch statistics over the global "
                         "batch (SyncBatchNorm)")
@@ -136,6 +202,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue from the latest checkpoint in "
                         "--checkpoint-dir")
+    p.add_argument("--debug", action="store_true",
+                   help="on a failure, show the traceback")
     return p
 
 
@@ -239,14 +307,7 @@ def _check_resize(net, resize: int) -> None:
             f"uses 96)")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Parse ``argv``, train, print the final test accuracy and return
-    the history."""
-    args = parser().parse_args(argv)
-    rank, world, local_rank, local_world = _torchrun()
-    device = _device(args.device, local_rank, local_world, world)
-    _check(args, world)
-    say = print if rank == 0 else (lambda *a, **k: None)
+def _recipe(args, device: torch.device, world: int) -> tuple[str, dict]:
     name = args.recipe
     if name == "auto":
         name = "gpu" if device.type == "cuda" else "cpu"
@@ -261,17 +322,61 @@ def main(argv: list[str] | None = None) -> dict:
     if args.amp == "fp16" and device.type != "cuda":
         raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 "
                          "on the CPU")
-    net = _build(args)
-    _check_resize(net, recipe["resize"])
+    return name, recipe
+
+
+def _amp(args) -> str | None:
+    """``--amp`` for this run. On ``--resume`` the precision is the
+    checkpoint's (it was measured, or asked for, when the run began):
+    not measured again; an ``--amp`` that differs from it is refused."""
+    found = (checkpoints.latest_settings(args.checkpoint_dir)
+             if args.resume else None)
+    if found is None or "amp" not in found[1]:
+        return args.amp  # None: the recipe's, resolved by train_options
+    path, saved = found[0], found[1]["amp"] or "none"
+    if args.amp in (None, "auto"):
+        print(f"amp={saved}: the precision {path} was trained in "
+              f"(--resume keeps it; not measured again)")
+        return saved
+    if args.amp != saved:
+        raise CheckpointError(
+            f"cannot resume from {path}: it was trained with amp {saved}, "
+            f"this run asks --amp {args.amp}; leave --amp out to continue "
+            f"in {saved}, or use another --checkpoint-dir")
+    return args.amp
+
+
+def train(argv: list[str] | None = None) -> dict:
+    """Parse ``argv``, train, print the final test accuracy and return
+    the history. Bad input raises :class:`UsageError` before any data
+    is loaded."""
+    args = parser().parse_args(argv)
+    try:
+        rank, world, local_rank, local_world = _torchrun()
+        device = _device(args.device, local_rank, local_world, world)
+        _check(args, world)
+        name, recipe = _recipe(args, device, world)
+        net = _build(args)
+        _check_resize(net, recipe["resize"])
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    # Only rank 0 prints; the others' output would repeat it.
+    quiet = (contextlib.redirect_stdout(io.StringIO()) if rank
+             else contextlib.nullcontext())
+    with quiet:
+        return _train(args, device, name, recipe, net, rank, world)
+
+
+def _train(args, device, name, recipe, net, rank, world) -> dict:
     note = "" if name == "gpu" else (
         f" (reduced from the book's {settings.RECIPES['gpu']}; results "
         f"differ from the book)")
-    say(f"{name.upper()} recipe on {device}: {recipe}{note}")
+    print(f"{name.upper()} recipe on {device}: {recipe}{note}")
     if world > 1:
-        say(f"{world} processes, {recipe['batch_size'] // world} examples "
-            f"each per step")
+        print(f"{world} processes, {recipe['batch_size'] // world} "
+              f"examples each per step")
     elif args.sync_bn:
-        say("--sync-bn has no effect in a single process")
+        print("--sync-bn has no effect in a single process")
     if world > 1:
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -279,18 +384,19 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             dist.init_process_group("gloo")
     try:
-        torch.manual_seed(args.seed)  # the same sampler seed on every rank
-        train_iter, test_iter = data.load_data_fashion_mnist(
-            recipe["batch_size"], resize=recipe["resize"] or None,
-            root=args.data_root, fast=(args.loader == "tensor"),
-            device=device, subset=args.subset, test_subset=args.test_subset,
-            rank=rank, world_size=world)
+        with agreed():  # data missing in one process stops them all
+            torch.manual_seed(args.seed)  # the same sampler seed
+            train_iter, test_iter = data.load_data_fashion_mnist(
+                recipe["batch_size"], resize=recipe["resize"] or None,
+                root=args.data_root, fast=(args.loader == "tensor"),
+                device=device, subset=args.subset,
+                test_subset=args.test_subset, rank=rank, world_size=world)
         config = {k: getattr(args, k) for k in (
             "resize", "subset", "test_subset", "loader", "seed", "head_pool",
             "transition_pool")}
         config["resize"] = recipe["resize"]
         options = settings.train_options(
-            name, device, amp=args.amp, channels_last=args.channels_last,
+            name, device, amp=_amp(args), channels_last=args.channels_last,
             lr_schedule=args.lr_schedule)
         start = time.perf_counter()
         history = train_ch6(
@@ -309,30 +415,53 @@ def main(argv: list[str] | None = None) -> dict:
     minutes = (time.perf_counter() - start) / 60
     where = (f"on {history['test_examples']:,} Fashion-MNIST test images"
              if history["test_examples"] else "(from the checkpoint)")
-    say(f"final test accuracy {history['test_acc'][-1]:.4f} {where} after "
-        f"{minutes:.1f} min")
+    print(f"final test accuracy {history['test_acc'][-1]:.4f} {where} "
+          f"after {minutes:.1f} min")
     return history
 
 
-def run(argv: list[str] | None = None) -> int:
-    """``main`` for the shell: bad input gives one line, no traceback,
-    and exit status 2."""
+def _is_oom(e: BaseException) -> bool:
+    return (_OOM is not None and isinstance(e, _OOM)) or (
+        isinstance(e, RuntimeError) and "out of memory" in str(e))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The shell's entry point (``d2l-densenet``, ``python -m
+    d2l_densenet``): train, and return the exit status: 0 done, 2 bad
+    input, 1 a failure while running, 130 interrupted. Failures are one
+    line on stderr; ``--debug`` adds the traceback."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    debug = "--debug" in argv
     rank, world = os.environ.get("RANK", "0"), os.environ.get(
         "WORLD_SIZE", "1")
     who = f"[rank {rank}] " if world not in ("", "1") else ""
     try:
-        main(argv)
+        train(argv)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else 0
-    except torch.OutOfMemoryError as e:
-        first = (str(e).splitlines() or [""])[0]
-        print(f"{who}error: out of memory ({first}); lower --batch-size "
-              f"or --resize, or try --amp bf16", file=sys.stderr)
-        return 2
-    except (ValueError, OSError) as e:
-        print(f"{who}error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"{who}interrupted", file=sys.stderr)
         return 130
+    except UsageError as e:
+        print(f"{who}error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        if _is_oom(e):
+            first = (str(e).splitlines() or [""])[0]
+            message = (f"out of memory ({first}); lower --batch-size or "
+                       f"--resize, or try --amp bf16")
+        elif isinstance(e, KNOWN_FAILURES):
+            message = str(e)
+        else:
+            message = (f"internal error, {type(e).__name__}: {e} (run "
+                       f"again with --debug for the traceback)")
+        if not (isinstance(e, RankFailedError) and rank != "0"):
+            print(f"{who}error: {message}", file=sys.stderr)
+        return 1
     return 0
+
+
+#: The former name of :func:`main`.
+run = main

@@ -8,22 +8,27 @@ else ``cpu``. Fonts and the reader's language are in ``plots``.
 
 How a recipe runs beside its hyperparameters (bf16 autocast,
 channels-last, learning-rate schedule) is in ``TRAIN_OPTIONS``. Whether
-bf16 pays on this CPU is decided by measuring (:func:`cpu_amp`), not by
-guessing from the CPU's name: a CPU without native bf16 (e.g. AVX2 only)
-runs bf16 convolutions far slower than fp32 and keeps fp32.
+bf16 pays on this CPU is decided by measuring, in ``amp.py``
+(:func:`~d2l_densenet.amp.resolve_amp`).
 """
 from __future__ import annotations
 
 import functools
-import math
 import os
 import re
-import time
-from dataclasses import dataclass
 
 import torch
-from torch import nn
 
+# The precision choice lives in amp.py; these names stay importable here.
+from .amp import (  # noqa: F401
+    AMP_CHOICES,
+    AMP_ENV,
+    AMP_MIN_SPEEDUP,
+    AmpChoice,
+    cpu_amp,
+    cpu_amp_choice,
+    resolve_amp,
+)
 from .plots import CJK_FONTS, LANGUAGES, language, set_language, setup_plots
 
 __all__ = ["MODES", "RECIPES", "TRAIN_OPTIONS", "run_mode",
@@ -54,11 +59,7 @@ TRAIN_OPTIONS = {
     "gpu": dict(amp=None, channels_last=False, lr_schedule="constant"),
     "cpu": dict(amp="auto", channels_last=True, lr_schedule="cosine"),
 }
-AMP_ENV = "D2L_DENSENET_CPU_AMP"
-AMP_CHOICES = ("auto", "none", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "cosine")
-#: bf16 must be at least this much faster than fp32 to be chosen.
-AMP_MIN_SPEEDUP = 1.2
 
 
 #: Accelerators a run may use (``torch.accelerator``'s device types);
@@ -131,6 +132,12 @@ _AMP_REASONS_ZH = (
      "实测bf16的速度是fp32的{0}倍"),
     (r"measured bf16 at ([\d.]+)x fp32's speed \(needs >= ([\d.]+)x\)",
      "实测bf16的速度是fp32的{0}倍（至少需要{1}倍）"),
+    (r"median of (\d+) alternating pairs, ([\d.]+)x to ([\d.]+)x",
+     "取{0}对交替测量的中位数（各对为{1}倍至{2}倍）"),
+    (r"a close call \(within (\d+)% of the ([\d.]+)x threshold\): another "
+     r"run may choose otherwise, set (\S+) or --amp to fix it",
+     "结果接近阈值（与{1}倍相差不到{0}%）：再次运行可能作出不同的选择，"
+     "可用{2}或--amp固定"),
 )
 
 
@@ -189,132 +196,6 @@ def choose(settings: dict[str, dict], mode: str | None = None,
             print(f"amp=auto -> {chosen['amp'] or 'none (fp32)'}: {why}")
     setup_plots(lang)
     return mode, device, chosen
-
-
-# --- bf16 on the CPU: decided by measuring --------------------------------
-
-@dataclass(frozen=True)
-class AmpChoice:
-    """The CPU's autocast decision: ``amp`` is ``"bf16"`` or None (fp32);
-    ``reason`` says why; the times are one training step of a small conv
-    layer in each precision (None where not measured)."""
-
-    amp: str | None
-    reason: str
-    fp32_ms: float | None = None
-    bf16_ms: float | None = None
-
-    def __str__(self) -> str:
-        return f"amp={self.amp or 'none (fp32)'}: {self.reason}"
-
-
-def _cpu_bf16_support() -> tuple[bool, str]:
-    """Whether oneDNN reports bf16 support on this CPU, and a note."""
-    cap = torch.backends.cpu.get_cpu_capability()
-    if not torch.backends.mkldnn.is_available():
-        return False, f"this PyTorch has no oneDNN (CPU: {cap})"
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    if check is None:  # not exposed by this PyTorch: let timing decide
-        return True, f"CPU {cap}, bf16 support not reported"
-    try:
-        ok = bool(check())
-    except RuntimeError:
-        return True, f"CPU {cap}, bf16 support not reported"
-    return ok, f"oneDNN reports {'' if ok else 'no '}bf16 support " \
-               f"(CPU {cap})"
-
-
-def _time_amp(repeats: int = 3, channels_last: bool = True,
-              give_up: float = 3.0) -> tuple[float, float]:
-    """Seconds of one training step (BatchNorm, ReLU, 3x3 conv: the
-    chapter's conv block at its common shape) in fp32 and under bf16
-    autocast, best of ``repeats``, interleaved so load affects both.
-    Stops early once bf16 is ``give_up`` times slower than fp32."""
-    g = torch.Generator().manual_seed(0)
-    block = nn.Sequential(nn.BatchNorm2d(128), nn.ReLU(),
-                          nn.Conv2d(128, 32, kernel_size=3, padding=1))
-    X = torch.randn(64, 128, 8, 8, generator=g)
-    if channels_last:
-        block = block.to(memory_format=torch.channels_last)
-        X = X.contiguous(memory_format=torch.channels_last)
-
-    def step(dtype):
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16,
-                            enabled=dtype is torch.bfloat16):
-            out = block(X)
-        out.float().square().mean().backward()
-        block.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
-
-    step(torch.float32)  # warm-up (oneDNN primitive creation)
-    step(torch.bfloat16)
-    best = {torch.float32: math.inf, torch.bfloat16: math.inf}
-    for _ in range(repeats):
-        for dtype in best:
-            best[dtype] = min(best[dtype], step(dtype))
-        if best[torch.bfloat16] > give_up * best[torch.float32]:
-            break
-    return best[torch.float32], best[torch.bfloat16]
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_amp_choice() -> AmpChoice:
-    """Decide once per process whether CPU training uses bf16 autocast.
-
-    ``$D2L_DENSENET_CPU_AMP`` (``bf16`` or ``none``) overrides. Otherwise
-    bf16 needs oneDNN's bf16 support on this CPU and, measured on a
-    conv-block training step, to be at least ``AMP_MIN_SPEEDUP`` times
-    faster than fp32; else None (fp32).
-    """
-    forced = os.environ.get(AMP_ENV, "").strip().lower()
-    if forced:
-        if forced not in ("bf16", "none"):
-            raise ValueError(f"{AMP_ENV} must be bf16 or none, got "
-                             f"{forced!r}")
-        return AmpChoice(None if forced == "none" else "bf16",
-                         f"set by {AMP_ENV}={forced}")
-    ok, note = _cpu_bf16_support()
-    if not ok:
-        return AmpChoice(None, f"{note}; fp32")
-    fp32, bf16 = _time_amp()
-    ms = dict(fp32_ms=fp32 * 1e3, bf16_ms=bf16 * 1e3)
-    speedup = fp32 / bf16
-    if speedup >= AMP_MIN_SPEEDUP:
-        return AmpChoice("bf16", f"{note}; measured bf16 {speedup:.2f}x "
-                                 f"faster than fp32", **ms)
-    return AmpChoice(None, f"{note}; measured bf16 at {speedup:.2f}x "
-                           f"fp32's speed (needs >= {AMP_MIN_SPEEDUP}x)",
-                     **ms)
-
-
-def cpu_amp() -> str | None:
-    """``"bf16"`` if bf16 autocast is measured clearly faster on this
-    CPU, else None (see :func:`cpu_amp_choice`)."""
-    return cpu_amp_choice().amp
-
-
-def resolve_amp(amp: str | None, device) -> tuple[str | None, str]:
-    """Turn an ``amp`` setting (``"auto"``, ``"none"``/None, ``"bf16"``,
-    ``"fp16"``) into ``train_ch6``'s ``amp`` for ``device``, with a
-    reason to print. ``"auto"``: measured on a CPU (:func:`cpu_amp`);
-    bf16 on a GPU that supports it."""
-    if amp is None or amp == "none":
-        return None, "fp32"
-    if amp not in AMP_CHOICES:
-        raise ValueError(f"amp must be one of {AMP_CHOICES} or None, got "
-                         f"{amp!r}")
-    if amp != "auto":
-        return amp, "as asked"
-    device = torch.device(device)
-    if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return "bf16", "the GPU supports bf16"
-        return None, "the GPU has no bf16; fp32"
-    if device.type != "cpu":
-        return None, f"no autocast decision for {device.type}; fp32"
-    choice = cpu_amp_choice()
-    return choice.amp, choice.reason
 
 
 def lr_scheduler(name: str | None, num_epochs: int):

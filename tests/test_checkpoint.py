@@ -9,13 +9,13 @@ import torch
 from _cli_runs import TIMEOUT, TINY, command, env, final_state, reference
 from test_train import _small_net, _tiny_iters
 
-from d2l_densenet import train
-from d2l_densenet.train import (
+from d2l_densenet import checkpoints
+from d2l_densenet.checkpoints import (
     CheckpointError,
     checkpoint_files,
     load_checkpoint,
-    train_ch6,
 )
+from d2l_densenet.train import train_ch6
 
 
 @pytest.fixture(autouse=True)
@@ -104,7 +104,7 @@ def test_a_crash_while_writing_keeps_the_last_checkpoint(tmp_path,
         f.truncate(100)  # half-written file, then the process "dies"
         raise OSError("disk full")
 
-    monkeypatch.setattr(train.torch, "save", crash)
+    monkeypatch.setattr(checkpoints.torch, "save", crash)
     with pytest.raises(OSError, match="disk full"):
         _train(tmp_path, epochs=2, resume=True)
     assert checkpoint_files(tmp_path) == before

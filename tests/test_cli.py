@@ -11,7 +11,7 @@ from d2l_densenet import cli
 
 @pytest.mark.slow
 def test_cli_recipe_and_overrides(capsys):
-    h = cli.main(["--epochs", "1", "--subset", "500", "--test-subset",
+    h = cli.train(["--epochs", "1", "--subset", "500", "--test-subset",
                   "100", "--batch-size", "100", "--resize", "32",
                   "--progress", "none"])
     out = capsys.readouterr().out
@@ -47,7 +47,7 @@ def captured(monkeypatch):
 
 def test_gpu_recipe_is_the_books(captured, capsys):
     """The chapter trains with lr 0.1, 10 epochs, batch 256 at 96x96."""
-    cli.main(["--recipe", "gpu", "--device", "cpu"])
+    cli.train(["--recipe", "gpu", "--device", "cpu"])
     assert captured["loader"]["batch_size"] == 256
     assert captured["loader"]["resize"] == 96
     assert (captured["train"]["num_epochs"], captured["train"]["lr"]) == (
@@ -57,7 +57,7 @@ def test_gpu_recipe_is_the_books(captured, capsys):
 
 
 def test_auto_recipe_follows_the_device_and_options_win(captured):
-    cli.main(["--lr", "0.05", "--resize", "40"])
+    cli.train(["--lr", "0.05", "--resize", "40"])
     assert captured["train"]["device"].type == "cpu"
     assert captured["train"]["lr"] == 0.05
     assert captured["loader"]["resize"] == 40
@@ -66,7 +66,7 @@ def test_auto_recipe_follows_the_device_and_options_win(captured):
 
 
 def test_head_and_transition_pools_reach_the_model(captured):
-    cli.main(["--head-pool", "max", "--transition-pool", "max"])
+    cli.train(["--head-pool", "max", "--transition-pool", "max"])
     net = captured["train"]["net"]
     assert isinstance(net.last[2], torch.nn.AdaptiveMaxPool2d)
     assert isinstance(net.tran_blk1[-1], torch.nn.MaxPool2d)
@@ -74,12 +74,12 @@ def test_head_and_transition_pools_reach_the_model(captured):
 
 def test_cli_rejects_small_images_before_training(captured):
     with pytest.raises(ValueError, match="28x28.*at least 29x29"):
-        cli.main(["--resize", "0"])
+        cli.train(["--resize", "0"])
     assert "train" not in captured and "loader" not in captured
 
 
 def test_checkpoint_and_ddp_options_reach_the_trainer(captured, tmp_path):
-    cli.main(["--checkpoint-dir", str(tmp_path), "--resume", "--sync-bn",
+    cli.train(["--checkpoint-dir", str(tmp_path), "--resume", "--sync-bn",
               "--arch", "2,2", "--growth-rate", "8", "--num-channels",
               "16"])
     options = captured["train"]
@@ -97,7 +97,7 @@ def test_global_batch_is_split_over_torchrun_processes(captured,
                         lambda *a, **k: None)
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "2")
-    cli.main(["--batch-size", "256", "--device", "cpu"])
+    cli.train(["--batch-size", "256", "--device", "cpu"])
     assert captured["loader"]["batch_size"] == 256
     assert (captured["loader"]["rank"],
             captured["loader"]["world_size"]) == (2, 4)
@@ -198,7 +198,7 @@ def no_data(monkeypatch):
 @pytest.mark.parametrize("argv,message", BAD_INPUT,
                          ids=[" ".join(a) for a, _ in BAD_INPUT])
 def test_bad_input_is_one_line_and_exit_2(no_data, capsys, argv, message):
-    assert cli.run(argv) == 2
+    assert cli.main(argv) == 2
     out, err = capsys.readouterr()
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err
@@ -208,7 +208,7 @@ def test_bad_input_is_one_line_and_exit_2(no_data, capsys, argv, message):
 def test_missing_gpu_index_is_named(no_data, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert cli.run(["--device", "cuda:7"]) == 2
+    assert cli.main(["--device", "cuda:7"]) == 2
     assert capsys.readouterr().err == (
         "error: --device cuda:7: only 1 GPU(s) are visible (cuda:0 to "
         "cuda:0)\n")
@@ -218,25 +218,185 @@ def test_torchrun_needs_a_global_batch_it_can_split(no_data, monkeypatch,
                                                     capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    assert cli.run(["--batch-size", "65", "--device", "cpu"]) == 2
+    assert cli.main(["--batch-size", "65", "--device", "cpu"]) == 2
     assert capsys.readouterr().err == (
         "[rank 1] error: --batch-size 65 is the global batch and must be a "
         "multiple of the 2 processes\n")
 
 
-def test_a_nan_loss_stops_with_one_line(monkeypatch, capsys):
+def test_a_nan_loss_stops_with_one_line_and_exit_1(monkeypatch, capsys):
     """A loss that becomes NaN stops training at once: the epoch, the
-    batch and a hint, in one line."""
+    batch and a hint, in one line; a failure while running, not bad
+    input, so exit status 1."""
     def loader(batch_size, resize=None, **kwargs):
         X = torch.full((4, 1, 32, 32), float("nan"))
         y = torch.tensor([0, 1, 2, 3])
         return [(X, y)], [(X, y)]
 
     monkeypatch.setattr(cli.data, "load_data_fashion_mnist", loader)
-    assert cli.run(["--arch", "1", "--growth-rate", "4", "--num-channels",
-                    "4", "--progress", "none", "--device", "cpu"]) == 2
+    assert cli.main(["--arch", "1", "--growth-rate", "4", "--num-channels",
+                    "4", "--progress", "none", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert err == ("error: the training loss became nan at epoch 1, batch 1 "
                    "of 1; training stopped before that step (no checkpoint "
                    "was saved). Lower the learning rate (lr=0.1; try "
                    "0.01)\n")
+
+
+# --- exit statuses, help, resume and precision ------------------------
+
+TINY_NET = ["--arch", "1", "--growth-rate", "4", "--num-channels", "4",
+            "--progress", "none", "--device", "cpu", "--resize", "32",
+            "--batch-size", "16"]
+
+
+@pytest.fixture
+def tiny_data(monkeypatch):
+    """32 random 32x32 images in batches of 16 instead of Fashion-MNIST."""
+    def loader(batch_size, resize=None, **kwargs):
+        g = torch.Generator().manual_seed(0)
+        X = torch.rand(32, 1, resize, resize, generator=g)
+        ds = torch.utils.data.TensorDataset(X, torch.arange(32) % 10)
+        return (torch.utils.data.DataLoader(ds, batch_size, shuffle=True),
+                torch.utils.data.DataLoader(ds, batch_size))
+    monkeypatch.setattr(cli.data, "load_data_fashion_mnist", loader)
+
+
+def test_an_exploding_loss_stops_with_exit_1(tiny_data, capsys):
+    """--lr 1e9: the loss stays finite but explodes; the run stops with
+    the NaN's message instead of training on to chance accuracy."""
+    assert cli.main([*TINY_NET, "--lr", "1e9", "--epochs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"error: the training loss became \S+, above 230 "
+                        r"\(100 x ln 10 classes\) at epoch \d, batch \d of "
+                        r"2; .* Lower the learning rate \(lr=1e\+09; try "
+                        r"1e\+08\)\n", err), err
+
+
+def test_an_internal_error_is_exit_1_and_debug_shows_the_traceback(
+        tiny_data, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise KeyError("boom")
+    monkeypatch.setattr(cli, "train_ch6", broken)
+    assert cli.main(TINY_NET) == 1
+    err = capsys.readouterr().err
+    assert err == ("error: internal error, KeyError: 'boom' (run again "
+                   "with --debug for the traceback)\n")
+    assert cli.main([*TINY_NET, "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert "KeyError: 'boom'" in err
+
+
+def test_out_of_memory_is_exit_1_with_a_hint(tiny_data, monkeypatch,
+                                             capsys):
+    oom = getattr(torch, "OutOfMemoryError", RuntimeError)
+
+    def full(*args, **kwargs):
+        raise oom("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(cli, "train_ch6", full)
+    assert cli.main(TINY_NET) == 1
+    assert capsys.readouterr().err == (
+        "error: out of memory (CUDA out of memory. Tried to allocate 2.00 "
+        "GiB); lower --batch-size or --resize, or try --amp bf16\n")
+
+
+def test_help_describes_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.parser().parse_args(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for action in cli.parser()._actions:
+        assert action.help, action.option_strings
+    assert "--model {densenet,resnet18}" in text
+    assert "(default: densenet)" in text and "(default: sgd)" in text
+    assert "(default: 0)" in text      # --seed
+    assert "(default: None)" not in text
+    assert "torchrun --standalone --nproc_per_node=2 -m d2l_densenet" in text
+    assert "exit status: 0 done, 1 failed while running, 2 bad input" in text
+    assert "animator" not in text      # a notebook widget, not a CLI option
+
+
+def test_main_is_the_console_script_entry_point():
+    """``d2l-densenet = "d2l_densenet.cli:main"``: main() takes no
+    argument and returns the exit status (an int)."""
+    assert cli.main(["--epochs", "0"]) == 2
+    assert cli.main(["--help"]) == 0
+
+
+def _flip_measurement(monkeypatch, choices):
+    """Each CPU measurement says the next of ``choices`` ("bf16" or None);
+    the CPU's bf16 support is patched (this CPU has no native bf16)."""
+    from d2l_densenet import amp
+    monkeypatch.delenv(amp.AMP_ENV, raising=False)
+    monkeypatch.setattr(amp, "cpu_bf16_support", lambda: (True, "patched"))
+    calls = []
+
+    def measure(*args, **kwargs):
+        ratio = 2.0 if choices[len(calls)] == "bf16" else 0.25
+        calls.append(1)
+        return amp.AmpTiming(0.01, 0.01 / ratio, (ratio,) * 7)
+    monkeypatch.setattr(amp, "measure_amp", measure)
+    amp.cpu_amp_choice.cache_clear()
+    return calls
+
+
+def _new_process():
+    """What a new command does: measure again (the cache is per
+    process)."""
+    from d2l_densenet import amp
+    amp.cpu_amp_choice.cache_clear()
+
+
+def test_resume_keeps_the_checkpoints_precision(tiny_data, monkeypatch,
+                                                tmp_path, capsys):
+    """The first run measures bf16; a resumed run whose measurement would
+    say fp32 resumes in bf16 without measuring (the review's failure:
+    "amp 'bf16' (this run: None)")."""
+    calls = _flip_measurement(monkeypatch, ["bf16", None])
+    folder = ["--checkpoint-dir", str(tmp_path)]
+    h = cli.train([*TINY_NET, *folder, "--epochs", "1"])
+    assert h["epoch"] == [1] and calls == [1]
+    _new_process()
+    capsys.readouterr()
+    h = cli.train([*TINY_NET, *folder, "--epochs", "2", "--resume"])
+    out = capsys.readouterr().out
+    assert h["epoch"] == [1, 2] and calls == [1]  # not measured again
+    assert (f"amp=bf16: the precision {tmp_path / 'epoch-0001.pt'} was "
+            f"trained in (--resume keeps it; not measured again)") in out
+    from d2l_densenet.checkpoints import checkpoint_files, load_checkpoint
+    assert load_checkpoint(checkpoint_files(tmp_path)[-1])[
+        "settings"]["amp"] == "bf16"
+
+
+def test_resume_with_another_amp_is_refused(tiny_data, monkeypatch,
+                                            tmp_path, capsys):
+    _flip_measurement(monkeypatch, ["bf16"])
+    folder = ["--checkpoint-dir", str(tmp_path)]
+    cli.train([*TINY_NET, *folder, "--epochs", "1"])
+    capsys.readouterr()
+    assert cli.main([*TINY_NET, *folder, "--epochs", "2", "--resume",
+                     "--amp", "none"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot resume from {tmp_path / 'epoch-0001.pt'}: it was "
+        f"trained with amp bf16, this run asks --amp none; leave --amp out "
+        f"to continue in bf16, or use another --checkpoint-dir\n")
+    assert cli.main([*TINY_NET, *folder, "--epochs", "2", "--resume",
+                     "--amp", "bf16"]) == 0
+
+
+def test_a_chosen_bf16_is_what_the_model_runs_in(tiny_data, monkeypatch):
+    """The CPU recipe's amp=auto, measured (patched) bf16: the first
+    convolution computes in bf16 during training."""
+    _flip_measurement(monkeypatch, ["bf16"])
+    real_build = cli._build
+    dtypes = set()
+
+    def build(args):
+        net = real_build(args)
+        net.b1[0].register_forward_hook(
+            lambda m, i, out: dtypes.add(out.dtype) if m.training else None)
+        return net
+    monkeypatch.setattr(cli, "_build", build)
+    cli.train([*TINY_NET, "--epochs", "1"])
+    assert dtypes == {torch.bfloat16}

@@ -1,5 +1,8 @@
-"""Several processes: sharded loaders, SyncBatchNorm on the CPU, and
+"""Several processes: sharded loaders, SyncBatchNorm on the CPU, one
+rank's failure stopping every rank, and
 ``torchrun -m d2l_densenet`` against one process."""
+import re
+
 import pytest
 import torch
 from _cli_runs import TINY, final_state, reference, run
@@ -7,7 +10,7 @@ from torch import nn
 
 from d2l_densenet import load_data_fashion_mnist
 from d2l_densenet.data import TensorLoader
-from d2l_densenet.train import CpuSyncBatchNorm, convert_sync_batchnorm
+from d2l_densenet.distributed import CpuSyncBatchNorm, convert_sync_batchnorm
 
 #: 256 real images, 2 epochs of 4 steps: two processes x 32 images per
 #: step against one process x 64.
@@ -96,6 +99,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert "training on 2 processes (cpu, gloo)" in r.stdout
     assert r.stdout.count("epoch 2/2:") == 1
     assert r.stdout.count("final test accuracy") == 1
+    assert r.stdout.count("training options on") == 1
     assert "on 101 Fashion-MNIST test images" in r.stdout
     one, two = final_state(reference(*SHORT)), final_state(tmp_path)
     assert two["info"]["world_size"] == 2
@@ -108,3 +112,89 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert one["history"]["test_acc"] == two["history"]["test_acc"]
     assert one["history"]["train_loss"] == pytest.approx(
         two["history"]["train_loss"], abs=1e-5)
+
+
+#: One process of two. First the precision: each rank's (patched) bf16
+#: measurement says something else, rank 0's answer must win in both.
+#: Then rank 1 finds an unreadable checkpoint in its folder, rank 0 none
+#: in its own; each prints how long train_ch6 took to stop. The process
+#: group's timeout is 60 s: a rank left waiting in a collective would
+#: fail only after it.
+_ONE_RANK_FAILS = """
+import datetime, os, sys, time
+import torch, torch.distributed as dist
+from d2l_densenet import amp, densenet, train_ch6
+rank = int(os.environ["RANK"])
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+amp.cpu_bf16_support = lambda: (True, "patched")
+ratio = 2.0 if rank == 0 else 0.5
+amp.measure_amp = lambda: amp.AmpTiming(0.01, 0.01 / ratio, (ratio,) * 7)
+print(f"rank {rank} amp {amp.resolve_amp('auto', 'cpu')[0]}", flush=True)
+folder = os.path.join(sys.argv[1], f"rank{rank}")
+os.makedirs(folder)
+if rank == 1:
+    with open(os.path.join(folder, "epoch-0001.pt"), "wb") as f:
+        f.write(b"not a checkpoint")
+X, y = torch.rand(16, 1, 32, 32), torch.arange(16) % 10
+loader = torch.utils.data.DataLoader(
+    torch.utils.data.TensorDataset(X, y), 8)
+net = densenet(arch=(1, 1), growth_rate=4, num_channels=4)
+start = time.perf_counter()
+try:
+    train_ch6(net, loader, loader, 1, 0.1, "cpu", progress="none",
+              checkpoint_dir=folder, resume=True)
+except Exception as e:
+    print(f"rank {rank} stopped after {time.perf_counter() - start:.2f} s"
+          f" with {type(e).__name__}: {e}", flush=True)
+    sys.exit(1)
+print(f"rank {rank} finished")
+"""
+
+
+def test_one_rank_failing_stops_every_rank_within_seconds(tmp_path):
+    """A checkpoint only rank 1 cannot read: both ranks stop with the
+    error (rank 0 naming rank 1 and its reason) within seconds, none
+    waits for the 60 s collective timeout. Before that, the precision
+    measured by rank 0 is the one both ranks use."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from _cli_runs import env
+
+    with socket.socket() as s:  # a free port (bind, no connection)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "one_rank_fails.py"
+    script.write_text(_ONE_RANK_FAILS)
+    start = time.perf_counter()
+    procs = [subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "ckpt")],
+        env=dict(env(), RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                 MASTER_PORT=str(port)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in (0, 1)]
+    try:
+        outs = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    wall = time.perf_counter() - start
+    print(f"both processes exited after {wall:.1f} s (with imports)")
+    stopped = []
+    for r, (p, (out, err)) in enumerate(zip(procs, outs)):
+        print(out.strip())
+        assert p.returncode == 1, err
+        m = re.search(rf"^rank {r} stopped after ([\d.]+) s with (\w+): ",
+                      out, re.M)
+        assert m, out + err
+        stopped.append((float(m.group(1)), m.group(2)))
+    for r, (out, _) in enumerate(outs):
+        assert f"rank {r} amp bf16" in out  # rank 1 measured fp32
+    assert stopped[1][1] == "CheckpointError"
+    assert stopped[0][1] == "RankFailedError"
+    assert "process 1 of 2 failed (CheckpointError)" in outs[0][0]
+    assert "is truncated or corrupt" in outs[0][0]
+    assert max(t for t, _ in stopped) < 20

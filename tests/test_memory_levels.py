@@ -16,6 +16,7 @@ from d2l_densenet import (
     densenet,
     peak_memory,
 )
+from d2l_densenet.memory_efficient import memory_level
 
 LEVELS = MEMORY_EFFICIENT_LEVELS   # True is "bottleneck"
 
@@ -60,8 +61,16 @@ def batchnorms(net):
     return [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
 
 
-def test_levels_are_names():
-    assert MEMORY_EFFICIENT_LEVELS == ("bottleneck", "selective", "layer")
+@pytest.mark.parametrize("level", LEVELS)
+def test_every_level_name_is_accepted_and_read_back(level):
+    """Each advertised name builds every model kind and reads back as
+    itself (a name the models did not handle would raise or read back
+    as another level)."""
+    for build in (chapter, bc):
+        assert build(memory_efficient=level).memory_efficient == level
+    assert DenseBlock(2, 3, 4, memory_efficient=level).memory_efficient \
+        == level
+    assert memory_level(level) == level
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -1,10 +1,12 @@
+import math
 import re
 
 import pytest
 import torch
 
 from d2l_densenet import densenet, load_data_fashion_mnist, train_ch6
-from d2l_densenet.train import NonFiniteLossError, checkpoint_files
+from d2l_densenet.checkpoints import checkpoint_files
+from d2l_densenet.train import NonFiniteLossError
 
 
 @pytest.mark.slow
@@ -58,16 +60,126 @@ def test_seed_makes_runs_identical():
     assert torch.equal(runs[0][1], runs[1][1])
 
 
-@pytest.mark.parametrize("options", [dict(optimizer="adam"),
-                                     dict(amp="bf16"),
-                                     dict(channels_last=True)])
-def test_options_train(options):
+def _conv_inputs_and_outputs(net):
+    """Record, for every Conv2d, its input and output during training."""
+    seen = []
+
+    def hook(module, inputs, output):
+        if module.training:
+            seen.append((inputs[0], output))
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(hook)
+    return seen
+
+
+@pytest.mark.parametrize("amp,dtype", [("bf16", torch.bfloat16),
+                                       (None, torch.float32)])
+def test_amp_sets_the_dtype_the_convolutions_compute_in(amp, dtype):
+    """With amp="bf16" every convolution runs under bf16 autocast (its
+    output is bf16); without it, fp32. On this AVX2/AVX512 CPU bf16 runs
+    emulated (slowly) but runs: the dtype is what is checked."""
+    net = _small_net()
+    seen = _conv_inputs_and_outputs(net)
     train_iter, test_iter = _tiny_iters()
-    h = train_ch6(_small_net(), train_iter, test_iter, 2, 0.01, "cpu",
-                  seed=0, progress="print", **options)
-    assert len(h["train_loss"]) == 2
-    assert all(0 <= a <= 1 for a in h["test_acc"])
-    assert all(l == l for l in h["train_loss"])   # no NaN
+    train_ch6(net, train_iter, test_iter, 1, 0.01, "cpu", seed=0,
+              progress="none", amp=amp)
+    assert seen and {out.dtype for _, out in seen} == {dtype}
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_channels_last_reaches_the_convolutions(channels_last):
+    """Every convolution with more than one input channel sees a
+    channels-last tensor with channels_last=True and a plain (NCHW) one
+    without. One-channel inputs are both at once, so they are skipped."""
+    net = _small_net()
+    seen = _conv_inputs_and_outputs(net)
+    train_iter, test_iter = _tiny_iters()
+    train_ch6(net, train_iter, test_iter, 1, 0.01, "cpu", seed=0,
+              progress="none", channels_last=channels_last)
+    layouts = {(x.is_contiguous(memory_format=torch.channels_last),
+                x.is_contiguous())
+               for x, _ in seen if x.shape[1] > 1 and x.shape[-1] > 1}
+    assert layouts == {(True, False)} if channels_last else {(False, True)}
+
+
+def test_adam_is_the_optimizer_that_steps(tmp_path):
+    """optimizer="adam" saves Adam's moments; "sgd" has none."""
+    from d2l_densenet.checkpoints import load_checkpoint
+    for name in ("adam", "sgd"):
+        train_iter, test_iter = _tiny_iters()
+        train_ch6(_small_net(), train_iter, test_iter, 1, 0.01, "cpu",
+                  seed=0, progress="none", optimizer=name,
+                  checkpoint_dir=tmp_path / name)
+        state = load_checkpoint(checkpoint_files(tmp_path / name)[-1])
+        moments = [s for s in state["optimizer"]["state"].values()
+                   if "exp_avg" in s]
+        assert bool(moments) == (name == "adam"), name
+
+
+class _EpochLoader:
+    """Tiny batches; records each ``set_epoch`` call."""
+
+    def __init__(self) -> None:
+        self.batches, _ = _tiny_iters()
+        self.epochs: list[int] = []
+        self.batch_size = 16
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def test_set_epoch_is_called_every_epoch_also_after_resume(tmp_path):
+    """The loader reshuffles per epoch by ``set_epoch``: epochs 0 and 1,
+    and after a resume from epoch 2 of 3, epoch 2 only."""
+    _, test_iter = _tiny_iters()
+    loader = _EpochLoader()
+    train_ch6(_small_net(), loader, test_iter, 2, 0.05, "cpu", seed=0,
+              progress="none", checkpoint_dir=tmp_path)
+    assert loader.epochs == [0, 1]
+    loader = _EpochLoader()
+    train_ch6(_small_net(), loader, test_iter, 3, 0.05, "cpu", seed=0,
+              progress="none", checkpoint_dir=tmp_path, resume=True)
+    assert loader.epochs == [2]
+
+
+def test_set_epoch_reaches_a_distributed_sampler():
+    """A DataLoader with a DistributedSampler: the sampler's epoch is
+    the last epoch trained (it starts at 0 and stays there otherwise)."""
+    train_iter, test_iter = _tiny_iters()
+    sampler = torch.utils.data.DistributedSampler(
+        train_iter.dataset, num_replicas=1, rank=0, shuffle=True)
+    loader = torch.utils.data.DataLoader(train_iter.dataset, 16,
+                                         sampler=sampler)
+    train_ch6(_small_net(), loader, test_iter, 3, 0.05, "cpu", seed=0,
+              progress="none")
+    assert sampler.epoch == 2
+
+
+def test_an_exploding_loss_stops_like_a_nan(tmp_path):
+    """lr 1e9: the loss stays finite but leaves any learning range; the
+    run stops at the bound (100 x ln 10 = 230 for 10 classes) with the
+    NaN message, before the step, keeping the last good checkpoint."""
+    from d2l_densenet.train import DivergedError, loss_bound
+    assert loss_bound(10) == pytest.approx(100 * math.log(10))
+    train_iter, test_iter = _tiny_iters()
+    with pytest.raises(DivergedError) as e:
+        train_ch6(_small_net(), train_iter, test_iter, 3, 1e9, "cpu",
+                  seed=0, progress="none", checkpoint_dir=tmp_path)
+    message = str(e.value)
+    assert re.fullmatch(
+        r"the training loss became [0-9.e+]+, above 230 \(100 x ln 10 "
+        r"classes\) at epoch \d, batch \d of 4; training stopped before "
+        r"that step \((no checkpoint was saved|the last good checkpoint "
+        r".* is kept)\)\. Lower the learning rate \(lr=1e\+09; try "
+        r"1e\+08\)", message), message
+    assert not isinstance(e.value, NonFiniteLossError)
 
 
 def test_init_false_keeps_weights():
