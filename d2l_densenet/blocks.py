@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checkpointing import checkpoint_level, memory_level
 from .checks import check_positive_int
+from .memory_efficient import checkpoint_level, memory_level
 
 __all__ = ["conv_block", "DenseBlock", "transition_block", "POOLS"]
 
@@ -37,7 +37,7 @@ class DenseBlock(nn.Module):
     ``input_channels + num_convs * num_channels``.
 
     ``memory_efficient`` (False, True or a name in
-    :data:`~d2l_densenet.MEMORY_EFFICIENT_LEVELS`, see ``checkpointing``)
+    :data:`~d2l_densenet.MEMORY_EFFICIENT_LEVELS`, see ``memory_efficient``)
     recomputes each conv block's input (the concatenation, BatchNorm and
     ReLU) during backward instead of storing it, trading time for memory.
     """

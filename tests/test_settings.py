@@ -115,71 +115,29 @@ def test_choose_needs_every_mode():
         settings.choose({"gpu": {}, "cpu": {}}, "cpu")
 
 
-# --- bf16 on the CPU, decided by measuring (timings monkeypatched) --------
+# --- amp="auto", resolved by amp.py (its own tests: tests/test_amp.py) ---
 
 @pytest.fixture
 def amp_probe(monkeypatch):
-    """Fake the CPU's bf16 report and the timing; count timing calls."""
-    monkeypatch.delenv(settings.AMP_ENV, raising=False)
-    settings.cpu_amp_choice.cache_clear()
+    """Fake the CPU's bf16 report and amp.py's measurement (every pair
+    gives the ratio fp32 / bf16); count measurements."""
+    from d2l_densenet import amp
+    monkeypatch.delenv(amp.AMP_ENV, raising=False)
+    amp.cpu_amp_choice.cache_clear()
     calls = []
 
     def fake(supported, fp32=0.010, bf16=0.010):
-        monkeypatch.setattr(settings, "_cpu_bf16_support",
+        monkeypatch.setattr(amp, "cpu_bf16_support",
                             lambda: (supported, "fake CPU"))
 
-        def timing(*args, **kwargs):
+        def measure(*args, **kwargs):
             calls.append(1)
-            return fp32, bf16
-        monkeypatch.setattr(settings, "_time_amp", timing)
-        settings.cpu_amp_choice.cache_clear()
+            return amp.AmpTiming(fp32, bf16, (fp32 / bf16,) * 7)
+        monkeypatch.setattr(amp, "measure_amp", measure)
+        amp.cpu_amp_choice.cache_clear()
 
     yield fake, calls
-    settings.cpu_amp_choice.cache_clear()
-
-
-def test_cpu_without_bf16_keeps_fp32_without_timing(amp_probe):
-    fake, calls = amp_probe
-    fake(False, fp32=0.010, bf16=0.001)  # timing would say bf16
-    assert settings.cpu_amp() is None
-    assert calls == []
-    assert "fake CPU" in settings.cpu_amp_choice().reason
-
-
-@pytest.mark.parametrize("bf16", [0.030, 0.010, 0.009])
-def test_bf16_not_clearly_faster_keeps_fp32(amp_probe, bf16):
-    """Slower, equal, or only 11% faster (< AMP_MIN_SPEEDUP): fp32."""
-    fake, calls = amp_probe
-    fake(True, fp32=0.010, bf16=bf16)
-    choice = settings.cpu_amp_choice()
-    assert choice.amp is None and calls == [1]
-    assert f"{0.010 / bf16:.2f}x" in choice.reason
-    assert choice.fp32_ms == pytest.approx(10.0)
-
-
-def test_bf16_clearly_faster_is_chosen_once(amp_probe):
-    fake, calls = amp_probe
-    fake(True, fp32=0.010, bf16=0.004)
-    assert settings.cpu_amp() == "bf16"
-    assert settings.cpu_amp() == "bf16"
-    assert calls == [1]   # measured once per process
-    assert "2.50x faster" in settings.cpu_amp_choice().reason
-
-
-@pytest.mark.parametrize("value,expected", [("none", None),
-                                            ("BF16", "bf16")])
-def test_environment_overrides_measurement(amp_probe, monkeypatch, value,
-                                           expected):
-    fake, calls = amp_probe
-    fake(True, fp32=0.010, bf16=0.001)
-    monkeypatch.setenv(settings.AMP_ENV, value)
-    assert settings.cpu_amp() == expected and calls == []
-
-
-def test_bad_environment_value(amp_probe, monkeypatch):
-    monkeypatch.setenv(settings.AMP_ENV, "fp8")
-    with pytest.raises(ValueError, match="must be bf16 or none, got 'fp8'"):
-        settings.cpu_amp()
+    amp.cpu_amp_choice.cache_clear()
 
 
 def test_train_options_resolve_and_print(amp_probe, capsys):
@@ -229,6 +187,7 @@ ENGLISH = re.compile(r"measured|faster|speed|needs|reports|support|set by|"
 def _reasons(amp_probe, monkeypatch):
     """Every reason ``resolve_amp("auto", ...)`` gives, from the code
     itself (so a reworded reason shows up here)."""
+    from d2l_densenet import amp
     fake, _ = amp_probe
     notes = ["oneDNN reports bf16 support (CPU AVX512)",
              "oneDNN reports no bf16 support (CPU AVX2)",
@@ -237,11 +196,11 @@ def _reasons(amp_probe, monkeypatch):
     for note in notes:
         for ok, bf16 in ((True, 0.004), (True, 0.009), (False, 0.004)):
             fake(ok, fp32=0.010, bf16=bf16)
-            monkeypatch.setattr(settings, "_cpu_bf16_support",
+            monkeypatch.setattr(amp, "cpu_bf16_support",
                                 lambda ok=ok, note=note: (ok, note))
             yield settings.resolve_amp("auto", "cpu")[1]
-    monkeypatch.setenv(settings.AMP_ENV, "bf16")
-    settings.cpu_amp_choice.cache_clear()
+    monkeypatch.setenv(amp.AMP_ENV, "bf16")
+    amp.cpu_amp_choice.cache_clear()
     yield settings.resolve_amp("auto", "cpu")[1]
     for bf16 in (True, False):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported",
@@ -259,7 +218,8 @@ def test_every_amp_reason_has_a_chinese_translation(amp_probe,
         zh = settings._amp_reason_zh(reason)
         assert not ENGLISH.search(zh), (reason, zh)
     assert settings._amp_reason_zh(reasons[0]) == \
-        "oneDNN报告支持bf16（CPU：AVX512）；实测bf16的速度是fp32的2.50倍"
+        "oneDNN报告支持bf16（CPU：AVX512）；实测bf16的速度是fp32的2.50倍；" \
+        "取7对交替测量的中位数（各对为2.50倍至2.50倍）"
 
 
 def test_cosine_schedule_steps_per_epoch():
@@ -272,62 +232,3 @@ def test_cosine_schedule_steps_per_epoch():
         sched.step()
     assert lrs == pytest.approx([0.1, 0.075, 0.025])
     assert settings.lr_scheduler("constant", 3) is None
-
-
-class _Clock:
-    """A fake ``time`` module: each timed step (two ``perf_counter``
-    calls) lasts the next of ``durations``; records what it reported."""
-
-    def __init__(self, durations):
-        self.durations = list(durations)
-        self.now, self.calls = 0.0, 0
-
-    def perf_counter(self):
-        if self.calls % 2:              # the end of a step
-            self.now += self.durations.pop(0)
-        self.calls += 1
-        return self.now
-
-
-def test_amp_timing_is_best_of_repeats_after_warmup(monkeypatch):
-    """Steps run fp32, bf16, fp32, bf16, ...: two warm-up steps (slow:
-    must not count), then three of each; the best of each is returned
-    (not the first, last or mean)."""
-    clock = _Clock([9.0, 9.0, 0.5, 0.9, 0.3, 0.2, 0.4, 0.7])
-    monkeypatch.setattr(settings, "time", clock)
-    assert settings._time_amp(repeats=3) == pytest.approx((0.3, 0.2))
-    assert clock.durations == [] and clock.calls == 16
-
-
-def test_amp_timing_gives_up_when_bf16_is_far_slower(monkeypatch):
-    clock = _Clock([1.0, 1.0, 0.1, 0.5, 0.1, 0.1])
-    monkeypatch.setattr(settings, "time", clock)
-    assert settings._time_amp(repeats=2, give_up=3.0) == \
-        pytest.approx((0.1, 0.5))
-    assert clock.durations == [0.1, 0.1]      # the second round not run
-
-
-def test_real_timing_runs(monkeypatch):
-    """The real steps (BatchNorm, ReLU, conv; fp32 and bf16 autocast) run
-    on this CPU and the returned times are the best real durations."""
-    import time
-
-    durations = []
-
-    class Recorder:
-        @staticmethod
-        def perf_counter():
-            t = time.perf_counter()
-            if Recorder.start is None:
-                Recorder.start = t
-            else:
-                durations.append(t - Recorder.start)
-                Recorder.start = None
-            return t
-        start = None
-
-    monkeypatch.setattr(settings, "time", Recorder)
-    fp32, bf16 = settings._time_amp(repeats=2, give_up=1e9)
-    assert len(durations) == 2 + 2 * 2
-    assert (fp32, bf16) == (min(durations[2::2]), min(durations[3::2]))
-    assert fp32 > 0 and bf16 > 0
