@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     # not find the package through the checkout's folder.
     os.environ.pop("PYTHONSAFEPATH", None)
     failed = []
-    for path in args.notebooks or NOTEBOOKS:
+    paths = args.notebooks or NOTEBOOKS
+    for path in paths:
         copy = colab_copy(path.resolve(), url, args.out)
         print(f"  {path.name} ...", flush=True)
         try:
@@ -120,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"{len(failed)} notebook(s) failed in the Colab "
               f"environment: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    print(f"Colab smoke run passed: executed copies in {args.out}/")
-    return 0
+    else:
+        print(f"Colab smoke run passed: executed copies in {args.out}/")
+    print(f"colab: {len(paths) - len(failed)} passed, {len(failed)} "
+          f"failed", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

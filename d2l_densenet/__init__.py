@@ -76,7 +76,6 @@ from .models import DenseNet, Residual, ResNet, densenet, resnet18
 from .train import accuracy, evaluate_accuracy, train_ch6
 
 
-
 def _version() -> str:
     """The installed package's version (pyproject.toml is the one place
     it is written); "0+unknown" when run from a checkout not installed."""

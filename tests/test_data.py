@@ -37,7 +37,7 @@ def test_batches(resize, side):
     X, y = next(iter(train_iter))
     assert X.shape == (64, 1, side, side) and X.dtype == torch.float32
     assert y.shape == (64,) and y.dtype == torch.int64
-    assert 0 <= X.min() and X.max() <= 1 and X.max() > 0.5
+    assert X.min() >= 0 and X.max() <= 1 and X.max() > 0.5
     assert len(test_iter) == -(-10_000 // 64)
 
 
@@ -49,7 +49,8 @@ def test_fast_path_equals_torchvision_path(resize):
     _, fast = load_data_fashion_mnist(500, resize=resize, fast=True,
                                       device="cpu")
     assert len(slow) == len(fast)
-    for i, ((X, y), (Xf, yf)) in enumerate(zip(slow, fast)):
+    pairs = zip(slow, fast, strict=True)
+    for i, ((X, y), (Xf, yf)) in enumerate(pairs):
         assert torch.equal(y, yf)
         assert X.shape == Xf.shape and Xf.dtype == torch.float32
         tol = 0 if resize is None else 1 / 255 + 1e-6

@@ -312,7 +312,7 @@ def test_same_outputs_as_the_books_code(head_pool):
     ours, theirs = net.state_dict(), book.state_dict()
     assert [v.shape for v in ours.values()] == [
         v.shape for v in theirs.values()]
-    net.load_state_dict(dict(zip(ours, theirs.values())))
+    net.load_state_dict(dict(zip(ours, theirs.values(), strict=True)))
     X = torch.rand(4, 1, 96, 96)
     for mode in ("train", "eval"):
         getattr(book, mode)(), getattr(net, mode)()
