@@ -17,6 +17,7 @@ installs ``git+{REPO}`` under ``if "google.colab" in sys.modules:``.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata as md
 import os
 import re
 import subprocess
@@ -65,6 +66,23 @@ def colab_copy(path: Path, url: str, out: Path) -> Path:
     return target
 
 
+def installed(names: list[str]) -> dict[str, str]:
+    """Installed version of each of ``names`` (None if missing)."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def colab_pins() -> list[str]:
+    """The package names .ci/colab-versions.txt pins with ``==``."""
+    text = (STUB.parent / "colab-versions.txt").read_text()
+    return re.findall(r"^([A-Za-z0-9_.-]+)==", text, re.M)
+
+
 def run(path: Path, timeout: int) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
@@ -104,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     # The kernel's pip installs from PyPI and from the checkout; it must
     # not find the package through the checkout's folder.
     os.environ.pop("PYTHONSAFEPATH", None)
+    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     failed = []
+    before = installed(colab_pins())
+    print("colab_smoke: Python " + sys.version.split()[0] + ", " + ", ".join(
+        f"{k}=={v}" for k, v in before.items()), flush=True)
     paths = args.notebooks or NOTEBOOKS
     for path in paths:
         copy = colab_copy(path.resolve(), url, args.out)
@@ -118,6 +140,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"  {path.name}: {seconds:.0f} s (Colab cell installed "
               f"{url})", flush=True)
+    after = installed(list(before))
+    changed = {k: (before[k], after[k]) for k in before
+               if before[k] != after[k]}
+    if changed:
+        # A floor above Colab's version makes the install cell upgrade
+        # Colab's own packages: learners would wait for it every time.
+        failed.append("the Colab cell changed Colab's packages: " + ", ".join(
+            f"{k} {v} -> {w}" for k, (v, w) in changed.items()))
     if failed:
         print(f"{len(failed)} notebook(s) failed in the Colab "
               f"environment: {', '.join(failed)}", file=sys.stderr)
