@@ -10,9 +10,11 @@ imports the ``google.colab`` stand-in in ``.ci/colab`` first. The
 package therefore comes from the notebook's own install cell, as on
 Colab. The notebook files themselves are never changed.
 
-What the Colab cell must look like for this to work: it assigns the
-repository on one line, ``REPO = "https://github.com/OWNER/NAME"``, and
-installs ``git+{REPO}`` under ``if "google.colab" in sys.modules:``.
+What the Colab cell must look like for this to work: one code cell
+holds ``if "google.colab" in sys.modules:``, assigns the repository on
+one line, ``REPO = "https://github.com/OWNER/NAME"``, and installs the
+package as ``git+{REPO}`` or ``git+{REPO}@TAG`` (the release tag of
+publish.toml); the copy installs ``git+file://CHECKOUT@HEAD`` instead.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ STUB = Path(__file__).resolve().parent / "colab"
 #: The English series' notebooks, in order (all of them by default).
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 REPO_LINE = re.compile(r'^REPO = "[^"\n]*"$', re.M)
+PIP_TARGET = re.compile(r"git\+\{REPO\}(?:@[A-Za-z0-9_./-]+)?")
 COLAB_TEST = '"google.colab" in sys.modules'
 
 
@@ -56,11 +59,14 @@ def colab_copy(path: Path, url: str, out: Path) -> Path:
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code"
              and COLAB_TEST in c.source]
-    if len(cells) != 1 or len(REPO_LINE.findall(cells[0].source)) != 1:
+    if len(cells) != 1 or len(REPO_LINE.findall(cells[0].source)) != 1 \
+            or not PIP_TARGET.search(cells[0].source):
         sys.exit(f"colab_smoke: {path.name} needs exactly one Colab cell "
                  f"(code with `if {COLAB_TEST}:`) with one line "
-                 f'`REPO = "..."`; found {len(cells)} such cell(s)')
-    cells[0].source = REPO_LINE.sub(f'REPO = "{url}"', cells[0].source)
+                 f'`REPO = "..."` and a pip install of git+{{REPO}}; '
+                 f"found {len(cells)} such cell(s)")
+    source = REPO_LINE.sub(f'REPO = "{url}"', cells[0].source)
+    cells[0].source = PIP_TARGET.sub("git+{REPO}", source)
     target = out / path.name
     nbformat.write(nb, target)
     return target

@@ -136,3 +136,11 @@ def test_python_floor_is_the_floor_run():
     (floor_python,) = re.findall(r"^FLOOR_PYTHON \?= python(\S+)$",
                                  makefile, re.M)
     assert PROJECT["requires-python"] == f">={floor_python}"
+
+
+def test_release_tag_is_the_version():
+    publish = tomllib.loads((ROOT / "publish.toml").read_text())
+    tags = [v["tag"] for v in publish.values()
+            if isinstance(v, dict) and "tag" in v] + (
+        [publish["tag"]] if "tag" in publish else [])
+    assert tags == [f"v{PROJECT['version']}"]
