@@ -11,7 +11,8 @@ STAMP := $(VENV)/.installed
 MODE ?=
 EDITION ?= en
 
-.PHONY: install data run test test-fast test-floor test-colab lock lab lint \
+.PHONY: install extras-nodeps data run test test-fast test-floor test-colab \
+	lock lab lint \
 	benchmark classroom clean
 
 install: $(STAMP)
