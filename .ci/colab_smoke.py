@@ -58,12 +58,12 @@ def colab_copy(path: Path, url: str, out: Path) -> Path:
     """A copy of ``path`` in ``out`` whose Colab cell installs ``url``."""
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code"
-             and COLAB_TEST in c.source]
+             and COLAB_TEST in c.source and REPO_LINE.search(c.source)]
     if len(cells) != 1 or len(REPO_LINE.findall(cells[0].source)) != 1 \
             or not PIP_TARGET.search(cells[0].source):
-        sys.exit(f"colab_smoke: {path.name} needs exactly one Colab cell "
-                 f"(code with `if {COLAB_TEST}:`) with one line "
-                 f'`REPO = "..."` and a pip install of git+{{REPO}}; '
+        sys.exit(f"colab_smoke: {path.name} needs exactly one Colab "
+                 f"install cell (code with `if {COLAB_TEST}:`, one line "
+                 f'`REPO = "..."` and a pip install of git+{{REPO}}); '
                  f"found {len(cells)} such cell(s)")
     source = REPO_LINE.sub(f'REPO = "{url}"', cells[0].source)
     cells[0].source = PIP_TARGET.sub("git+{REPO}", source)
