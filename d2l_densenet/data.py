@@ -218,10 +218,10 @@ class TensorLoader:
     ``DistributedSampler`` of the same seed gives. Each pass moves on to
     the next epoch; ``set_epoch(e)`` picks the epoch of the next pass (the
     training loop calls it, as for a ``DistributedSampler``). With
-    ``seed=None`` each pass seeds the generator with one draw from the
-    global RNG instead (``torch.manual_seed`` fixes the order, as for
-    torch's ``DataLoader``); processes of one run need the same
-    ``seed``.
+    ``seed=None`` each pass draws the permutation from the global RNG
+    instead (``torch.manual_seed`` fixes the order, as in the book):
+    then every process of a run must have drawn exactly the same random
+    numbers before, so give several processes a ``seed``.
 
     With ``world_size`` > 1 (one process of several, e.g. under
     ``torchrun``) the loader yields only shard ``rank``: every rank draws
@@ -274,10 +274,9 @@ class TensorLoader:
         epoch, self.epoch = self.epoch, self.epoch + 1
         if not self.shuffle:
             return torch.arange(n)
-        if self.seed is None:
-            self.generator.manual_seed(int(torch.randint(2**62, ())))
-        else:
-            self.generator.manual_seed(_epoch_seed(self.seed, epoch))
+        if self.seed is None:   # the book's way: the global RNG
+            return torch.randperm(n)
+        self.generator.manual_seed(_epoch_seed(self.seed, epoch))
         return torch.randperm(n, generator=self.generator)
 
     def _shard(self, order: torch.Tensor) -> torch.Tensor:

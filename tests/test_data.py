@@ -328,3 +328,12 @@ def test_distributed_sampler_seed_is_passed_not_drawn():
 def test_bad_seed(seed):
     with pytest.raises(ValueError, match="seed must be None or an int"):
         _loader(seed=seed)
+
+
+def test_without_seed_the_global_rng_orders_as_in_the_book():
+    """seed=None: torch.randperm from the global RNG, so
+    torch.manual_seed fixes the order as for the book's DataLoader."""
+    torch.manual_seed(0)
+    expected = torch.randperm(60).tolist()
+    torch.manual_seed(0)
+    assert _pass(_loader()) == expected
