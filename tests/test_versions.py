@@ -145,3 +145,28 @@ def test_release_tag_is_the_version():
             if isinstance(v, dict) and "tag" in v] + (
         [publish["tag"]] if "tag" in publish else [])
     assert tags == [f"v{PROJECT['version']}"]
+
+
+def _colab_smoke():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "colab_smoke", ROOT / ".ci" / "colab_smoke.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", sorted(
+    (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_colab_cell_can_be_pointed_at_the_checkout(path, tmp_path):
+    """make test-colab rewrites each notebook's Colab install cell to
+    install this checkout; a cell of another shape fails here first."""
+    import nbformat
+    colab = _colab_smoke()
+    url = f"file://{ROOT}@{'0' * 40}"
+    copy = colab.colab_copy(path, url, tmp_path)
+    cells = [c.source for c in nbformat.read(copy, as_version=4).cells
+             if colab.COLAB_TEST in c.source and "REPO = " in c.source]
+    assert len(cells) == 1
+    assert f'REPO = "{url}"' in cells[0]
+    assert re.search(r"pip install .*git\+\{REPO\}\s", cells[0] + "\n")
