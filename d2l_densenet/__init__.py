@@ -81,7 +81,18 @@ from .mlp import (
 from .models import DenseNet, Residual, ResNet, densenet, resnet18
 from .train import accuracy, evaluate_accuracy, train_ch6
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed package's version (pyproject.toml is the one place
+    it is written); "0+unknown" when run from a checkout not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("d2l-densenet")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "conv_block", "DenseBlock", "transition_block",

@@ -22,6 +22,7 @@ Every file is checked against the md5 of the original (decompressed) file.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from pathlib import Path
@@ -175,11 +176,52 @@ def balanced_indices(labels: torch.Tensor, n: int) -> torch.Tensor:
     return torch.sort(torch.cat(picks)).values
 
 
+#: Seeds are ints in [0, SEED_LIMIT).
+SEED_LIMIT = 2**63
+
+
+def _check_seed(seed):
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) \
+            or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed must be None or an int in [0, 2**63), "
+                         f"got {seed!r}")
+    return seed
+
+
+def _base_seed(seed: int) -> int:
+    """A 32-bit hash of ``seed``: epoch ``e`` seeds the generator with
+    ``_base_seed(seed) + e``. (torch's CPU generator keeps only the low
+    32 bits of a seed, and the plain ``seed + e`` of a
+    ``DistributedSampler`` would give seed 0's epoch 1 the order of seed
+    1's epoch 0.)"""
+    digest = hashlib.blake2b(seed.to_bytes(8, "little"), digest_size=4)
+    return int.from_bytes(digest.digest(), "little")
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """The generator seed of ``epoch``, as a ``DistributedSampler`` with
+    ``seed=_base_seed(seed)`` computes it."""
+    return _base_seed(seed) + epoch
+
+
 class TensorLoader:
     """Iterate over (X, y) batches of a uint8 image tensor kept on
-    ``device``: shuffled per epoch (global torch RNG, so
-    ``torch.manual_seed`` fixes the order), converted to float in [0, 1]
-    and resized per batch on the device.
+    ``device``: shuffled per epoch, converted to float in [0, 1] and
+    resized per batch on the device.
+
+    The order of epoch ``e`` is a permutation drawn from the loader's own
+    ``torch.Generator``, seeded from ``(seed, e)``: nothing else that
+    draws random numbers (dropout, augmentation, another loader) changes
+    it, and it is the order a torchvision loader with a
+    ``DistributedSampler`` of the same seed gives. Each pass moves on to
+    the next epoch; ``set_epoch(e)`` picks the epoch of the next pass (the
+    training loop calls it, as for a ``DistributedSampler``). With
+    ``seed=None`` each pass draws the permutation from the global RNG
+    instead (``torch.manual_seed`` fixes the order, as in the book):
+    then every process of a run must have drawn exactly the same random
+    numbers before, so give several processes a ``seed``.
 
     With ``world_size`` > 1 (one process of several, e.g. under
     ``torchrun``) the loader yields only shard ``rank``: every rank draws
@@ -193,7 +235,8 @@ class TensorLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor,
                  batch_size: int, shuffle: bool = False, resize=None,
                  device: str | torch.device | None = None, *,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1,
+                 seed: int | None = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 3:
             raise ValueError(
                 f"images must be a uint8 tensor (N, H, W), got "
@@ -204,6 +247,9 @@ class TensorLoader:
             raise ValueError(f"rank must be in 0..world_size-1 = "
                              f"{world_size - 1}, got {rank}")
         self.rank, self.world_size = rank, world_size
+        self.seed = _check_seed(seed)
+        self.epoch = 0
+        self.generator = torch.Generator()
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -214,6 +260,24 @@ class TensorLoader:
         if isinstance(resize, int):
             resize = (resize, resize)
         self.resize = tuple(resize) if resize else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """The next pass yields epoch ``epoch``'s order (as
+        ``DistributedSampler.set_epoch``)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) \
+                or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        self.epoch = epoch
+
+    def _order(self) -> torch.Tensor:
+        n = len(self.labels)
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        if not self.shuffle:
+            return torch.arange(n)
+        if self.seed is None:   # the book's way: the global RNG
+            return torch.randperm(n)
+        self.generator.manual_seed(_epoch_seed(self.seed, epoch))
+        return torch.randperm(n, generator=self.generator)
 
     def _shard(self, order: torch.Tensor) -> torch.Tensor:
         if self.shuffle:
@@ -228,9 +292,7 @@ class TensorLoader:
         return math.ceil(n / self.batch_size)
 
     def __iter__(self):
-        n = len(self.labels)
-        order = torch.randperm(n) if self.shuffle else torch.arange(n)
-        order = self._shard(order).to(self.device)
+        order = self._shard(self._order()).to(self.device)
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             X = self.images[idx].unsqueeze(1).float().div_(255)
@@ -253,7 +315,8 @@ def load_data_fashion_mnist(batch_size: int, resize=None, *, root=None,
                             device=None, subset: int | None = None,
                             test_subset: int | None = None,
                             num_workers: int | None = None,
-                            rank: int = 0, world_size: int = 1):
+                            rank: int = 0, world_size: int = 1,
+                            seed: int | None = None):
     """Return ``(train_iter, test_iter)`` over Fashion-MNIST, as the book.
 
     ``fast=True`` keeps the data on ``device`` (default: CUDA if present)
@@ -266,7 +329,16 @@ def load_data_fashion_mnist(batch_size: int, resize=None, *, root=None,
     the same per-epoch order (torchvision: a ``DistributedSampler``, whose
     ``set_epoch`` the training loop calls); test: every
     ``world_size``-th example, none repeated.
+
+    ``seed`` fixes the training order of every epoch, whatever else
+    draws from the global RNG: epoch ``e``'s order comes from
+    ``(seed, e)`` alone, the same on both paths and on every rank (pass
+    the same ``seed`` to every process). ``seed=None``: the global RNG
+    shuffles, as in the book (``torch.manual_seed`` fixes the order),
+    except that several processes' torchvision samplers use seed 0, an
+    explicit seed shared by every rank.
     """
+    seed = _check_seed(seed)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
             or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got "
@@ -289,16 +361,17 @@ def load_data_fashion_mnist(batch_size: int, resize=None, *, root=None,
                 images, labels = images[idx], labels[idx]
             iters.append(TensorLoader(images, labels, batch_size,
                                       shuffle=train, resize=resize,
-                                      device=device, **shard))
+                                      device=device, seed=seed, **shard))
         else:
             if idx is not None:
                 ds = data.Subset(ds, idx.tolist())
             sampler = None
-            if world_size > 1 and train:
-                # every rank draws the same seed from the global RNG
+            if train and (world_size > 1 or seed is not None):
+                # Its epoch e uses seed + e: the TensorLoader's
+                # _epoch_seed(seed, e), so both paths shuffle alike.
                 sampler = data.DistributedSampler(
                     ds, world_size, rank, shuffle=True, drop_last=True,
-                    seed=int(torch.randint(2**31, ())))
+                    seed=_base_seed(seed or 0))
             elif world_size > 1:
                 ds = data.Subset(ds, range(rank, len(ds), world_size))
             iters.append(data.DataLoader(

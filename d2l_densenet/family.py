@@ -91,10 +91,7 @@ class DenseLayerBC(nn.Module):
 
     def forward(self, inputs: torch.Tensor | list[torch.Tensor]
                 ) -> torch.Tensor:
-        if isinstance(inputs, torch.Tensor):
-            prev = [inputs]
-        else:
-            prev = inputs
+        prev = [inputs] if isinstance(inputs, torch.Tensor) else inputs
         level = self.memory_efficient
         if level in ("selective", "layer"):
             out = checkpoint_level(self.whole, self, prev, level)

@@ -36,17 +36,39 @@ class CheckedInput:
     ``forward``. The smallest height/width it accepts follows from its
     convs and pools by shape arithmetic (:func:`checks.min_input_size`):
     nothing is run, so profilers and FLOP counters see only real work.
+    The walk over the modules happens once: the size is kept and only
+    worked out again after a direct child module is set or replaced
+    (``net.b1 = ...``); after changing a nested layer in place call
+    :meth:`forget_input_size`.
     """
 
     in_channels: int
+    #: The kept minimum height/width (None: not worked out yet).
+    _min_input_size: int | None = None
 
     def downsampling(self) -> list[nn.Module]:
         """The convs and pools an image passes through, in order."""
         return [m for m in self.modules() if isinstance(m, _SPATIAL)]
 
     def min_input_size(self) -> int:
-        """Smallest height (= width) that every layer of the model accepts."""
-        return min_input_size(self.downsampling())
+        """Smallest height (= width) that every layer of the model accepts
+        (worked out on the first call, then kept)."""
+        if self._min_input_size is None:
+            self._min_input_size = min_input_size(self.downsampling())
+        return self._min_input_size
+
+    def forget_input_size(self) -> None:
+        """Drop the kept minimum size: the next check works it out anew."""
+        self.__dict__.pop("_min_input_size", None)  # back to the class's
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, nn.Module):
+            self.forget_input_size()
+        super().__setattr__(name, value)
+
+    def add_module(self, name: str, module: nn.Module | None) -> None:
+        self.forget_input_size()
+        super().add_module(name, module)
 
     def check_input(self, X: torch.Tensor) -> None:
         """Raise a clear error if ``X`` is not (batch, in_channels, H, W)
@@ -183,6 +205,13 @@ class ResNet(CheckedInput, nn.Sequential):
                  arch: Sequence[int] = (2, 2, 2, 2),
                  widths: Sequence[int] = (64, 128, 256, 512)) -> None:
         super().__init__()
+        check_arch(arch, "residual blocks per stage")
+        check_arch(widths, "channels per stage", name="widths")
+        if len(arch) != len(widths):
+            raise ValueError(
+                f"arch and widths must have one entry per stage, got "
+                f"{len(arch)} in arch={tuple(arch)!r} and {len(widths)} in "
+                f"widths={tuple(widths)!r}")
         self.in_channels = in_channels
         self.add_module("b1", nn.Sequential(
             nn.Conv2d(in_channels, widths[0], kernel_size=7, stride=2,
@@ -190,7 +219,8 @@ class ResNet(CheckedInput, nn.Sequential):
             nn.BatchNorm2d(widths[0]), nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2, padding=1)))
         prev = widths[0]
-        for i, (num_residuals, width) in enumerate(zip(arch, widths)):
+        for i, (num_residuals, width) in enumerate(
+                zip(arch, widths, strict=True)):
             self.add_module(f"b{i + 2}", resnet_block(
                 prev, width, num_residuals, first_block=(i == 0)))
             prev = width

@@ -37,7 +37,7 @@ def test_batches(resize, side):
     X, y = next(iter(train_iter))
     assert X.shape == (64, 1, side, side) and X.dtype == torch.float32
     assert y.shape == (64,) and y.dtype == torch.int64
-    assert 0 <= X.min() and X.max() <= 1 and X.max() > 0.5
+    assert X.min() >= 0 and X.max() <= 1 and X.max() > 0.5
     assert len(test_iter) == -(-10_000 // 64)
 
 
@@ -49,7 +49,8 @@ def test_fast_path_equals_torchvision_path(resize):
     _, fast = load_data_fashion_mnist(500, resize=resize, fast=True,
                                       device="cpu")
     assert len(slow) == len(fast)
-    for i, ((X, y), (Xf, yf)) in enumerate(zip(slow, fast)):
+    pairs = zip(slow, fast, strict=True)
+    for i, ((X, y), (Xf, yf)) in enumerate(pairs):
         assert torch.equal(y, yf)
         assert X.shape == Xf.shape and Xf.dtype == torch.float32
         tol = 0 if resize is None else 1 / 255 + 1e-6
@@ -225,3 +226,114 @@ def test_truncated_gz_is_refused(gz_copy, tmp_path_factory, monkeypatch):
 
 def test_text_labels():
     assert D.get_fashion_mnist_labels([0, 9]) == ["t-shirt", "ankle boot"]
+
+
+# --- the training order: own generator, (seed, epoch), shards ---------------
+
+def _loader(n=60, batch=8, seed=None, rank=0, world_size=1):
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1).expand(
+        n, 2, 2).contiguous()
+    return D.TensorLoader(images, torch.arange(n), batch, shuffle=True,
+                          device="cpu", seed=seed, rank=rank,
+                          world_size=world_size)
+
+
+def _pass(loader):
+    return [i for _, y in loader for i in y.tolist()]
+
+
+def test_same_seed_same_order_whatever_the_global_rng():
+    """Two loaders with one seed shuffle alike although the global RNG
+    differs between them (another draw, another seed)."""
+    torch.manual_seed(0)
+    a = _loader(seed=7)
+    first = _pass(a)
+    torch.manual_seed(123)
+    torch.rand(5)
+    b = _loader(seed=7)
+    assert _pass(b) == first
+    assert sorted(first) == list(range(60)) and first != list(range(60))
+    torch.manual_seed(0)
+    assert _pass(_loader(seed=8)) != first
+
+
+def test_each_pass_is_the_next_epoch_and_set_epoch_picks_one():
+    loader = _loader(seed=3)
+    epochs = [_pass(loader) for _ in range(3)]
+    assert epochs[0] != epochs[1] != epochs[2]
+    loader.set_epoch(1)
+    assert _pass(loader) == epochs[1]
+    other = _loader(seed=3)
+    other.set_epoch(2)
+    assert _pass(other) == epochs[2]
+    with pytest.raises(ValueError, match="epoch must be an int >= 0"):
+        loader.set_epoch(-1)
+
+
+def test_seeds_never_share_an_epoch():
+    """seed + epoch would make seed 0's epoch 1 seed 1's epoch 0."""
+    zero, one = _loader(seed=0), _loader(seed=1)
+    zero.set_epoch(1)
+    assert _pass(zero) != _pass(one)
+
+
+@pytest.mark.parametrize("n", [60, 61])
+def test_shards_of_two_ranks_partition_the_data(n):
+    """Rank 0 and rank 1, each with its own global RNG state, take
+    disjoint halves of one epoch's order that together cover it (up to
+    the n % 2 examples cut so both run the same number of steps)."""
+    shards = []
+    for rank, noise in ((0, 1), (1, 2)):
+        torch.manual_seed(noise)
+        loader = _loader(n, batch=4, seed=11, rank=rank, world_size=2)
+        loader.set_epoch(5)
+        shards.append(_pass(loader))
+    assert not set(shards[0]) & set(shards[1])
+    assert len(shards[0]) == len(shards[1]) == n // 2
+    whole = _loader(n, seed=11)
+    whole.set_epoch(5)
+    order = _pass(whole)[:n - n % 2]
+    assert sorted(shards[0] + shards[1]) == sorted(order)
+    assert shards[0] == order[0::2] and shards[1] == order[1::2]
+
+
+def test_distributed_sampler_seed_is_passed_not_drawn():
+    """Two ranks whose global RNGs differ get samplers with the same seed,
+    whose shards partition the training set; with one process the same
+    seed gives the TensorLoader's order."""
+    kw = dict(resize=None, subset=40, num_workers=0, world_size=2,
+              seed=4)
+    shards = []
+    for rank in (0, 1):
+        torch.manual_seed(rank)
+        train, _ = load_data_fashion_mnist(8, rank=rank, **kw)
+        train.sampler.set_epoch(2)
+        shards.append(list(train.sampler))
+    assert not set(shards[0]) & set(shards[1])
+    assert sorted(shards[0] + shards[1]) == list(range(40))
+    one, _ = load_data_fashion_mnist(8, resize=None, subset=40,
+                                     num_workers=0, seed=4)
+    fast, _ = load_data_fashion_mnist(8, fast=True, device="cpu",
+                                      subset=40, seed=4)
+    one.sampler.set_epoch(2)
+    fast.set_epoch(2)
+    order = list(one.sampler)
+    assert [i for pair in zip(*shards, strict=True) for i in pair] == order
+    ys = torch.cat([y for _, y in fast])
+    labels = torch.tensor([one.dataset[i][1] for i in order])
+    assert torch.equal(ys, labels)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 1.5, True])
+def test_bad_seed(seed):
+    with pytest.raises(ValueError, match="seed must be None or an int"):
+        _loader(seed=seed)
+
+
+def test_without_seed_the_global_rng_orders_as_in_the_book():
+    """seed=None: torch.randperm from the global RNG, so
+    torch.manual_seed fixes the order as for the book's DataLoader."""
+    torch.manual_seed(0)
+    expected = torch.randperm(60).tolist()
+    torch.manual_seed(0)
+    assert _pass(_loader()) == expected

@@ -103,11 +103,37 @@ def same_weights(net, reference, skip=()):
 
 # --- architecture -----------------------------------------------------------
 
+def torchvision_densenet(name):
+    """torchvision's build of ``name`` from Table 1's numbers written
+    here (DenseNet-264 has no torchvision builder, its class does)."""
+    table1 = {"densenet121": (32, (6, 12, 24, 16), 64),
+              "densenet161": (48, (6, 12, 36, 24), 96),
+              "densenet169": (32, (6, 12, 32, 32), 64),
+              "densenet201": (32, (6, 12, 48, 32), 64),
+              "densenet264": (32, (6, 12, 64, 48), 64)}
+    return torchvision.models.DenseNet(*table1[name])
+
+
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_exact_parameter_counts(name):
+    """Ours, torchvision's (its DenseNet class with Table 1's numbers)
+    and the count in the docstrings agree."""
     with torch.device("meta"):   # no memory, no init: counts only
         net = BUILDERS[name]()
-    assert count_parameters(net) == COUNTS[name]
+        tv = torchvision_densenet(name)
+    assert count_parameters(net) == count_parameters(tv) == COUNTS[name]
+    assert f"{COUNTS[name]:,} parameters" in BUILDERS[name].__doc__
+
+
+def test_torchvision_builders_agree_with_its_class():
+    """torchvision's own densenet121..201 builders count what its class
+    does with Table 1's numbers: the reference above is torchvision's."""
+    for name in ("densenet121", "densenet161", "densenet169",
+                 "densenet201"):
+        with torch.device("meta"):
+            built = getattr(torchvision.models, name)(weights=None)
+            table = torchvision_densenet(name)
+        assert count_parameters(built) == count_parameters(table), name
 
 
 def config_of(net: nn.Module) -> tuple:
@@ -277,17 +303,14 @@ def test_clear_errors_for_weights_that_do_not_fit(tv121, legacy_file):
         load_weights(small(), 42)
 
 
-def test_no_silent_download_without_network():
-    """The conftest blocks sockets: a real download attempt fails loudly
-    (unless the file is already in torch hub's cache)."""
-    import os
-    url = torchvision.models.DenseNet121_Weights.IMAGENET1K_V1.url
-    cache = os.path.join(torch.hub.get_dir(), "checkpoints",
-                         os.path.basename(url))
-    if os.path.exists(cache):
-        pytest.skip("weights already cached")
-    with pytest.raises(OSError):
+def test_no_silent_download_without_network(monkeypatch, tmp_path):
+    """weights="imagenet" with an empty torch hub cache really tries to
+    download, and the conftest's network block stops it with its own
+    message: nothing half-written is left in the cache."""
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
+    with pytest.raises(OSError, match="tests must not use the network"):
         densenet121(weights="imagenet", progress=False)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
 # --- input checks -----------------------------------------------------------
@@ -351,10 +374,11 @@ def test_torch_compile_memory_efficient_matches_eager(level):
     ref(X).sum().backward()
     compiled = torch.compile(eff, backend="aot_eager")
     compiled(X).sum().backward()
-    for (name, p), q in zip(ref.named_parameters(), eff.parameters()):
+    for (name, p), q in zip(ref.named_parameters(), eff.parameters(),
+                            strict=True):
         torch.testing.assert_close(q.grad, p.grad, msg=name)
     for (name, a), b in zip(ref.state_dict().items(),
-                            eff.state_dict().values()):
+                            eff.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, msg=name)
     with pytest.raises(ValueError, match="built for 3 input channel"):
         compiled(torch.randn(2, 1, 32, 32))

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from d2l_densenet import count_parameters, densenet, resnet18
+from d2l_densenet import ResNet, count_parameters, densenet, resnet18
+from d2l_densenet.models import CheckedInput
 
 MODELS = {
     "densenet": lambda: densenet(),
@@ -12,11 +13,58 @@ MODELS = {
 }
 
 
+def conv(c_in, c_out, k):
+    """Parameters of a k x k conv with bias (the book's default)."""
+    return k * k * c_in * c_out + c_out
+
+
+def bn(c):
+    return 2 * c   # gamma and beta
+
+
+def book_resnet18_count(in_channels=1, num_classes=10):
+    """ResNet-18 of the book counted by hand: stem, four stages of two
+    residual blocks (two 3x3 convs + two BNs; a 1x1 shortcut where a
+    stage starts with a new width), head."""
+    total = conv(in_channels, 64, 7) + bn(64)
+    prev = 64
+    for width in (64, 128, 256, 512):
+        for block in range(2):
+            c_in = prev if block == 0 else width
+            total += conv(c_in, width, 3) + conv(width, width, 3)
+            total += 2 * bn(width)
+            if c_in != width:
+                total += conv(c_in, width, 1)
+        prev = width
+    return total + 512 * num_classes + num_classes
+
+
+def book_densenet_count(num_channels=64, growth_rate=32,
+                        arch=(4, 4, 4, 4), num_classes=10):
+    """The chapter's DenseNet counted by hand: BN + 3x3 conv per conv
+    block, BN + 1x1 conv per transition, BN + linear head."""
+    total = conv(1, num_channels, 7) + bn(num_channels)
+    for i, num_convs in enumerate(arch):
+        for _ in range(num_convs):
+            total += bn(num_channels) + conv(num_channels, growth_rate, 3)
+            num_channels += growth_rate
+        if i != len(arch) - 1:
+            total += bn(num_channels) + conv(num_channels,
+                                             num_channels // 2, 1)
+            num_channels //= 2
+    return total + bn(num_channels) + num_channels * num_classes \
+        + num_classes
+
+
 def test_exact_parameter_counts():
-    """The book's numbers: 758,226 (DenseNet) and 11,178,378 (ResNet-18)."""
-    assert count_parameters(densenet()) == 758_226
+    """The book's numbers, 758,226 (DenseNet) and 11,178,378 (ResNet-18),
+    agree with a count by hand of the book's layers."""
+    assert count_parameters(densenet()) == book_densenet_count() == 758_226
     assert count_parameters(densenet(transition_pool="max")) == 758_226
-    assert count_parameters(resnet18()) == 11_178_378
+    assert count_parameters(resnet18()) == book_resnet18_count() \
+        == 11_178_378
+    assert count_parameters(resnet18(in_channels=3, num_classes=7)) \
+        == book_resnet18_count(3, 7)
 
 
 def test_densenet_stage_names_and_shapes():
@@ -46,6 +94,70 @@ def test_resnet_stage_shapes():
         X = layer(X)
         widths.append(X.shape[1])
     assert widths == [64, 64, 128, 256, 512, 10]
+
+
+@pytest.mark.parametrize("arch,widths", [
+    ((2, 2, 2), (64, 128, 256, 512)),
+    ((2, 2, 2, 2, 2), (64, 128, 256, 512)),
+    ((2, 2, 2, 2), (64, 128))])
+def test_resnet_arch_and_widths_must_match(arch, widths):
+    """One width per stage: a stage is never dropped (nor a width
+    ignored) without a word."""
+    with pytest.raises(ValueError) as err:
+        ResNet(arch=arch, widths=widths)
+    msg = str(err.value)
+    assert f"got {len(arch)} in arch=" in msg
+    assert f"and {len(widths)} in widths=" in msg
+
+
+def test_resnet_other_depths_build_every_stage():
+    net = ResNet(arch=(1, 1, 1), widths=(16, 32, 64))
+    assert [n for n, _ in net.named_children()] == [
+        "b1", "b2", "b3", "b4", "last"]
+    assert net.num_features == 64
+    assert net(torch.rand(2, 1, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("widths", [(), (64, 0), (64, 12.5), "ab"])
+def test_bad_resnet_widths(widths):
+    with pytest.raises(ValueError, match="widths must be a non-empty"):
+        ResNet(arch=(2, 2), widths=widths)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_input_size_is_worked_out_once(name, monkeypatch):
+    """The module walk behind the size check runs on the first forward
+    only, not on every one; replacing a child module redoes it."""
+    walks = []
+    walk = CheckedInput.downsampling
+
+    def counted(self):
+        walks.append(1)
+        return walk(self)
+
+    monkeypatch.setattr(CheckedInput, "downsampling", counted)
+    net = MODELS[name]().eval()
+    X = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        for _ in range(3):
+            net(X)
+    assert len(walks) == 1
+    net.b1 = nn.Sequential(nn.Conv2d(1, 64, kernel_size=3, padding=1),
+                           nn.MaxPool2d(4))
+    with torch.no_grad():
+        net(X)
+    assert len(walks) == 2
+
+
+def test_replacing_a_layer_changes_the_minimum_size():
+    net = densenet()
+    assert net.min_input_size() == 29
+    net.b1 = nn.Sequential(nn.Conv2d(1, 64, kernel_size=3, padding=1))
+    assert net.min_input_size() == 8   # the stem no longer shrinks
+    net.b1[0] = nn.Conv2d(1, 64, kernel_size=3, stride=2, padding=1)
+    assert net.min_input_size() == 8   # a nested change is not noticed
+    net.forget_input_size()
+    assert net.min_input_size() == 15
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -200,7 +312,7 @@ def test_same_outputs_as_the_books_code(head_pool):
     ours, theirs = net.state_dict(), book.state_dict()
     assert [v.shape for v in ours.values()] == [
         v.shape for v in theirs.values()]
-    net.load_state_dict(dict(zip(ours, theirs.values())))
+    net.load_state_dict(dict(zip(ours, theirs.values(), strict=True)))
     X = torch.rand(4, 1, 96, 96)
     for mode in ("train", "eval"):
         getattr(book, mode)(), getattr(net, mode)()
