@@ -132,10 +132,10 @@ def measure_amp(pairs: int = 7, warmup: int = 2, channels_last: bool = True,
                 fp32):
             break
     return AmpTiming(statistics.median(fp32), statistics.median(bf16),
-                     tuple(a / b for a, b in zip(fp32, bf16)))
+                     tuple(a / b for a, b in zip(fp32, bf16, strict=True)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_amp_choice() -> AmpChoice:
     """Decide once per process whether CPU training uses bf16 autocast.
 

@@ -139,8 +139,9 @@ def parser() -> argparse.ArgumentParser:
                    help="settings to start from (auto: gpu on CUDA, else "
                         "cpu)")
     p.add_argument("--device", default="auto",
-                   help="auto, cpu, cuda or cuda:N (under torchrun: auto, "
-                        "cpu or cuda, each process takes cuda:LOCAL_RANK)")
+                   help="auto, cpu, cuda, cuda:N, mps or xpu (under "
+                        "torchrun: auto, cpu or cuda, each process takes "
+                        "cuda:LOCAL_RANK)")
     p.add_argument("--epochs", type=_positive_int,
                    help="passes over the training set (default: the "
                         "recipe's)")
@@ -179,7 +180,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--head-pool", choices=sorted(models.HEAD_POOLS),
                    default="avg",
                    help="the head's global pooling: avg (d2l 1.0, the "
-                        "paper) or max (the Chinese edition, d2l 0.17)")
+                        "paper) or max (d2l-en v0.14.0-v0.17.3, d2l-zh "
+                        "2.0.0-alpha0..beta0)")
     p.add_argument("--arch", type=_arch,
                    help="densenet: convs per dense block (default 4,4,4,4)")
     p.add_argument("--growth-rate", type=_positive_int,
@@ -214,7 +216,7 @@ def _torchrun() -> tuple[int, int, int, int]:
     defaults = ("0", "1", "0", os.environ.get("WORLD_SIZE", "1"))
     try:
         return tuple(int(os.environ.get(name, default))
-                     for name, default in zip(names, defaults))
+                     for name, default in zip(names, defaults, strict=True))
     except ValueError:
         raise ValueError(
             "the torchrun variables " + ", ".join(
@@ -228,12 +230,20 @@ def _device(text: str, local_rank: int, local_world: int,
     spec = text.strip().lower()
     if spec == "auto":
         spec = settings.default_device().type
-    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", spec)
+    m = re.fullmatch(r"cpu|mps|xpu|cuda(?::(\d+))?", spec)
     if not m:
         raise ValueError(f"--device {text!r} is not one of auto, cpu, "
-                         f"cuda or cuda:N")
+                         f"cuda, cuda:N, mps or xpu")
     if spec == "cpu":
         return torch.device("cpu")
+    if spec in ("mps", "xpu"):  # one device, one process (untested here)
+        if settings.default_device().type != spec:
+            raise ValueError(f"--device {spec}: PyTorch sees no {spec} "
+                             f"device here; use --device cpu or auto")
+        if world > 1:
+            raise ValueError(f"--device {spec} runs one process; torchrun "
+                             f"needs cuda or cpu")
+        return torch.device(spec)
     if not torch.cuda.is_available():
         raise ValueError(f"--device {text}: no CUDA GPU is visible to "
                          f"PyTorch (torch.cuda.is_available() is False); "
@@ -310,7 +320,7 @@ def _check_resize(net, resize: int) -> None:
 def _recipe(args, device: torch.device, world: int) -> tuple[str, dict]:
     name = args.recipe
     if name == "auto":
-        name = "gpu" if device.type == "cuda" else "cpu"
+        name = "cpu" if device.type == "cpu" else "gpu"
     recipe = dict(settings.RECIPES[name])
     for key in recipe:
         if getattr(args, key) is not None:
@@ -385,12 +395,13 @@ def _train(args, device, name, recipe, net, rank, world) -> dict:
             dist.init_process_group("gloo")
     try:
         with agreed():  # data missing in one process stops them all
-            torch.manual_seed(args.seed)  # the same sampler seed
+            torch.manual_seed(args.seed)
             train_iter, test_iter = data.load_data_fashion_mnist(
                 recipe["batch_size"], resize=recipe["resize"] or None,
                 root=args.data_root, fast=(args.loader == "tensor"),
                 device=device, subset=args.subset,
-                test_subset=args.test_subset, rank=rank, world_size=world)
+                test_subset=args.test_subset, rank=rank, world_size=world,
+                seed=args.seed)  # the data order: never the global RNG
         config = {k: getattr(args, k) for k in (
             "resize", "subset", "test_subset", "loader", "seed", "head_pool",
             "transition_pool")}

@@ -251,7 +251,8 @@ class TensorLoader:
         self.epoch = 0
         self.generator = torch.Generator()
         if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            from .settings import default_device
+            device = default_device()
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device, torch.int64)

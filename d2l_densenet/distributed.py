@@ -18,7 +18,8 @@ Without an initialised process group all of this is a no-op.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist

@@ -19,14 +19,14 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from .checkpointing import (
+from .checks import check_arch, check_positive_int
+from .memory_efficient import (
     MemoryEfficient,
     checkpoint_batchnorm_once,
     checkpoint_level,
     forward_stages,
     memory_level,
 )
-from .checks import check_arch, check_positive_int
 from .models import CheckedInput
 
 __all__ = ["DenseLayerBC", "DenseBlockBC", "TransitionBC", "DenseNetBC",

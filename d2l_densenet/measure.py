@@ -56,9 +56,9 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -207,9 +207,9 @@ def _restored(net: nn.Module, optimizer):
         yield
     finally:
         with torch.no_grad():
-            for t, s in zip(tensors, saved):
+            for t, s in zip(tensors, saved, strict=True):
                 t.copy_(s)
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             p.grad = None if g is None else g.to(p.device)
         if optimizer is not None:
             optimizer.load_state_dict(opt_state)
@@ -383,8 +383,9 @@ def _memory_counters(device: torch.device) -> list:
                      f"tensors, got device {device}")
 
 
-def _step(net, X, y, loss_fn, optimizer, counter=_Uncounted()):
+def _step(net, X, y, loss_fn, optimizer, counter=None):
     """One training step from cleared gradients, read by ``counter``."""
+    counter = _Uncounted() if counter is None else counter
     net.zero_grad(set_to_none=True)
     counter.start()
     loss = _loss(net, X, y, loss_fn)

@@ -166,6 +166,6 @@ def checkpoint_batchnorm_once(fn, module, *inputs: torch.Tensor,
             return fn(*args)
         finally:   # also when the recomputation stops early
             with torch.no_grad():
-                for b, before in zip(buffers, saved):
+                for b, before in zip(buffers, saved, strict=True):
                     b.copy_(b if forward else before)
     return checkpoint.checkpoint(run, *inputs, **kwargs)

@@ -15,15 +15,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from .blocks import DenseBlock, transition_block
-from .checkpointing import MemoryEfficient, forward_stages, memory_level
 from .checks import check_arch, check_tensor, check_width, min_input_size
+from .memory_efficient import MemoryEfficient, forward_stages, memory_level
 
 __all__ = ["CheckedInput", "DenseNet", "Residual", "ResNet", "densenet",
            "resnet18", "HEAD_POOLS"]
 
-#: The head's global pooling, by name. The Chinese edition and d2l 0.17
-#: end the PyTorch model with ``nn.AdaptiveMaxPool2d((1, 1))`` ("max");
-#: d2l 1.0, the MXNet/TensorFlow code and the paper average ("avg").
+#: The head's global pooling, by name. d2l-en v0.14.0-v0.17.3 and d2l-zh
+#: 2.0.0-alpha0..beta0 end the PyTorch model with
+#: ``nn.AdaptiveMaxPool2d((1, 1))`` ("max"); d2l-en v0.17.4+, d2l 1.0,
+#: d2l-zh 2.0.0, the MXNet/TensorFlow code and the paper average ("avg").
 HEAD_POOLS = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
 
 _SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
@@ -146,7 +147,8 @@ def densenet(in_channels: int = 1, num_classes: int = 10,
     """The chapter's DenseNet (758,226 parameters at the defaults).
 
     ``head_pool="avg"`` is d2l 1.0's and the paper's global average
-    pooling; ``"max"`` is the Chinese edition's / d2l 0.17's PyTorch code
+    pooling; ``"max"`` is the PyTorch code of d2l-en v0.14.0-v0.17.3 and
+    d2l-zh 2.0.0-alpha0..beta0
     (``nn.AdaptiveMaxPool2d``). ``memory_efficient=True`` checkpoints
     every conv block in the dense blocks (see
     :class:`~d2l_densenet.blocks.DenseBlock`); "selective" and "layer"

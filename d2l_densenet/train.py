@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -33,16 +33,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .amp import AMP_DTYPES
-
-# checkpoint_files, load_checkpoint: re-exported while notebook 07
-# imports them from here (new code: from d2l_densenet.checkpoints).
-from .checkpoints import (  # noqa: F401
-    CheckpointError,
-    Checkpoints,
-    checkpoint_files,
-    describe,
-    load_checkpoint,
-)
+from .checkpoints import CheckpointError, Checkpoints, describe
 from .checks import check_positive_int
 from .distributed import (
     broadcast_buffers,
@@ -327,9 +318,9 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
             with torch.autocast(**autocast):
                 test_correct, test_n = _correct_and_total(net, test_iter,
                                                           device)
-            for key, value in zip(HISTORY, (
-                    epoch + 1, total_l / n, correct / n,
-                    test_correct / test_n, time.perf_counter() - start)):
+            row = (epoch + 1, total_l / n, correct / n,
+                   test_correct / test_n, time.perf_counter() - start)
+            for key, value in zip(HISTORY, row, strict=True):
                 history[key].append(value)
             if store is not None:
                 store.save(epoch + 1, history)

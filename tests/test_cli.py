@@ -154,8 +154,9 @@ BAD_INPUT = [
                            "PyTorch (torch.cuda.is_available() is False); "
                            "use --device cpu or auto"),
     (["--device", "cuda:7"], "--device cuda:7: no CUDA GPU is visible"),
-    (["--device", "tpu"], "--device 'tpu' is not one of auto, cpu, cuda "
-                          "or cuda:N"),
+    (["--device", "tpu"], "--device 'tpu' is not one of auto, cpu, cuda, "
+                          "cuda:N, mps or xpu"),
+    (["--device", "mps"], "--device mps: PyTorch sees no mps device here"),
     (["--device", "gpu"], "--device 'gpu' is not one of"),
     (["--device", "cpu:0"], "--device 'cpu:0' is not one of"),
     (["--amp", "fp16"], "--amp fp16 needs a CUDA device; use --amp bf16 "
