@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
-import csv
 import hashlib
 import json
 import re
@@ -55,14 +54,31 @@ import shutil
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTERS = ROOT / "notebooks" / "classroom"
 DEFAULT_OUT = ROOT / "build" / "classroom"
-DEFAULT_REPO, DEFAULT_BRANCH, DEFAULT_FOLDER = (
-    "d2l-densenet/d2l-densenet", "main", "classroom")
+DEFAULT_FOLDER = "classroom"
+_TAG_LINE = re.compile(r'^TAG = ".*"$', re.M)
+_OTTER_PIN = re.compile(r"otter-grader(==[\w.]+)?")
+
+
+def publish_settings() -> dict[str, str]:
+    """repo, branch and tag from publish.toml (tools/publishing.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from publishing import settings
+    return settings()
+
+
+def versions() -> dict[str, str]:
+    """The versions of the grading environment (this Python's), which the
+    autograder zips and the students' install cell pin."""
+    from importlib.metadata import version
+    out = {}
+    for dist in ("otter-grader", "torch", "torchvision", "torchinfo"):
+        out[dist] = version(dist).split("+")[0]
+    return out
 _BADGE = re.compile(r"https://colab\.research\.google\.com/github/"
                     r"[^)\s]*?/([A-Za-z0-9_]+)\.ipynb")
 _CHECKS = re.compile(r"^CHECKS = \(.*?\)$", re.S | re.M)
@@ -306,14 +322,170 @@ def _quiet_otter_logging() -> None:
     logging.getLogger("otter").setLevel(logging.WARNING)
 
 
+#: The checks' helper that says whether a graded function or class was
+#: written in the notebook; a master's test calls ``_own_work(name, obj)``
+#: and the build puts this definition at the top of that test.
+OWN_WORK = '''\
+def _own_work(name, obj, allow=(), pure=False):
+    import types
+    assert obj is not None and obj is not ..., (
+        f"{name} is not defined: run the cell that defines it")
+    mod = getattr(obj, "__module__", None) or type(obj).__module__
+    assert mod == "__main__", (
+        f"{name} is not your code: it comes from {mod}. Write it in its "
+        f"cell of this notebook; imported code earns no points")
+    for b in getattr(obj, "__mro__", ())[1:]:
+        assert not (b.__module__.startswith("d2l_densenet")
+                    and b.__name__ not in allow), (
+            f"{name} only inherits {b.__module__}.{b.__name__}: write "
+            f"the code yourself")
+    funcs = ([f for f in vars(obj).values()
+              if isinstance(f, types.FunctionType)]
+             if isinstance(obj, type) else
+             [obj] if isinstance(obj, types.FunctionType) else [])
+    used = set()
+    for f in funcs:
+        todo = [f.__code__]
+        while todo:
+            code = todo.pop()
+            todo += [c for c in code.co_consts
+                     if isinstance(c, types.CodeType)]
+            for n in code.co_names:
+                v = f.__globals__.get(n)
+                m = (v.__name__ if isinstance(v, types.ModuleType)
+                     else getattr(v, "__module__", None)) or ""
+                if n in allow:
+                    continue
+                if m.startswith("d2l_densenet") or (
+                        pure and m.split(".")[0] == "torch"):
+                    used.add(n)
+    fix = ("compute it from the numbers only" if pure
+           else "write the code yourself")
+    assert not used, (
+        f"{name} uses {', '.join(sorted(used))} from "
+        f"{'PyTorch or ' if pure else ''}the package d2l_densenet: "
+        f"{fix}")
+'''
+
+
+def inject_own_work(source: str) -> str:
+    """A test cell's source with OWN_WORK defined at the top of its test
+    function, if the test calls ``_own_work``."""
+    if "_own_work(" not in source:
+        return source
+    tree = ast.parse(source)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef))
+    first = fn.body[0]
+    lines = source.splitlines()
+    indent = " " * first.col_offset
+    helper = [indent + line if line else line
+              for line in OWN_WORK.splitlines()]
+    at = first.lineno - 1
+    return "\n".join(lines[:at] + helper + lines[at:])
+
+
+def requirements(repo: str, tag: str, vers: dict[str, str]) -> list[str]:
+    """The pip requirements of the grading environment: PyTorch's CPU
+    wheels, the package at the release tag, otter-grader; all pinned."""
+    return ["--extra-index-url https://download.pytorch.org/whl/cpu",
+            f"torch=={vers['torch']}",
+            f"torchvision=={vers['torchvision']}",
+            f"torchinfo=={vers['torchinfo']}",
+            f"otter-grader[grading,plugins]=={vers['otter-grader']}",
+            f"d2l-densenet @ git+https://github.com/{repo}@{tag}"]
+
+
+def written_of(master: Path) -> list[dict]:
+    """The written (manual) questions of a master: name, points, prompt,
+    rubric (the solution's markdown cell that starts with
+    ``**Rubric``) and model answer."""
+    import nbformat
+
+    nb = nbformat.read(master, as_version=4)
+    out, current, in_solution = [], None, False
+    for cell in nb.cells:
+        first = (cell.source.strip().splitlines() or [""])[0].strip()
+        if cell.cell_type == "raw" and first == "# BEGIN QUESTION":
+            conf = {}
+            for line in cell.source.splitlines()[1:]:
+                k, _, v = line.partition(":")
+                conf[k.strip()] = v.strip()
+            current = None
+            if conf.get("manual") == "true":
+                current = dict(name=conf["name"],
+                               points=float(conf.get("points", 0)),
+                               prompt="", rubric="", answer="")
+                out.append(current)
+        elif cell.cell_type == "raw" and first == "# END QUESTION":
+            current = None
+        elif cell.cell_type == "raw" and first.startswith(
+                ("# BEGIN SOLUTION", "# END SOLUTION")):
+            in_solution = first.startswith("# BEGIN SOLUTION")
+        elif current is not None and cell.cell_type == "markdown":
+            if not in_solution:
+                current["prompt"] += cell.source
+            elif cell.source.lstrip().startswith("**Rubric"):
+                current["rubric"] += cell.source
+            else:
+                current["answer"] += cell.source
+    for q in out:
+        if not q["rubric"]:
+            raise ClassroomError(
+                f"{master.stem}: written question {q['name']} has no "
+                f"rubric: add a markdown cell starting with **Rubric** to "
+                f"its solution")
+    return out
+
+
+def prepare_master(master: Path, tmp: Path, repo: str, tag: str,
+                   vers: dict[str, str]) -> Path:
+    """A copy of ``master`` in ``tmp`` to run otter assign on: its
+    grading environment pinned (``environment.yml`` next to it: git, for
+    the package's git URL, and requirements()), the own-work helper in
+    the tests that call it, the install cell pinned to ``tag``."""
+    import nbformat
+
+    nb = nbformat.read(master, as_version=4)
+    env = ["name: otter-env", "channels:", "  - conda-forge",
+           "dependencies:", "  - git", "  - pip", "  - pip:"]
+    env += [f"      - {r}" for r in requirements(repo, tag, vers)]
+    (tmp / "environment.yml").write_text("\n".join(env) + "\n",
+                                         encoding="utf-8")
+    config = nb.cells[0]
+    if not config.source.startswith("# ASSIGNMENT CONFIG"):
+        raise ClassroomError(f"{master.stem}: the first cell must be the "
+                             f"# ASSIGNMENT CONFIG raw cell")
+    config.source = config.source.rstrip() + (
+        "\nenvironment: environment.yml\n"
+        "overwrite_requirements: false")
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source = inject_own_work(cell.source)
+            if _TAG_LINE.search(cell.source):
+                cell.source = _TAG_LINE.sub(f'TAG = "{tag}"', cell.source)
+                cell.source = _OTTER_PIN.sub(
+                    f"otter-grader=={vers['otter-grader']}", cell.source)
+    path = tmp / master.name
+    nbformat.write(nb, path)
+    return path
+
+
 def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
-          repo: str = DEFAULT_REPO, branch: str = DEFAULT_BRANCH,
-          folder: str = DEFAULT_FOLDER) -> dict[str, dict[str, Path]]:
+          repo: str | None = None, branch: str | None = None,
+          folder: str = DEFAULT_FOLDER,
+          tag: str | None = None) -> dict[str, dict[str, Path]]:
     """Build the edition into ``out``; returns ``{name: {"student",
-    "student_zh", "checks", "autograder", "solution"}}`` paths."""
+    "student_zh", "checks", "autograder", "written", "solution"}}``
+    paths. ``repo``, ``branch``, ``tag``: publish.toml's unless given."""
+    pub = publish_settings()
+    repo, branch, tag = (repo or pub["repo"], branch or pub["branch"],
+                         tag or pub["tag"])
+    vers = versions()
     todo = masters(names)
-    # Before the slow part: every master's Chinese texts are complete.
+    # Before the slow part: every master's Chinese texts are complete,
+    # every written question has a rubric.
     zh = {m.stem: zh_texts(m) for m in todo}
+    written = {m.stem: written_of(m) for m in todo}
     unused = [] if names else unused_common(zh)
     if unused:
         raise ClassroomError(
@@ -334,8 +506,9 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
         print(f"[{i}/{len(todo)}] {name}: otter assign{note}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             result = Path(tmp) / name
+            prepared = prepare_master(master, Path(tmp), repo, tag, vers)
             try:
-                otter_assign(str(master), str(result), no_pdfs=True,
+                otter_assign(str(prepared), str(result), no_pdfs=True,
                              no_run_tests=not run_tests)
             except Exception as e:  # otter reports failing checks so
                 raise ClassroomError(f"{name}: otter assign failed: "
@@ -355,8 +528,12 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
                 student_zh=out / "student" / "zh" / f"{name}.ipynb",
                 checks=out / "student" / "checks" / name,
                 autograder=out / "autograder" / f"{name}-autograder.zip",
+                written=out / "autograder" / f"{name}-written.json",
                 solution=out / "solutions" / f"{name}.ipynb")
             shutil.copyfile(zips[0], paths["autograder"])
+        paths["written"].write_text(json.dumps(written[name], indent=1,
+                                               ensure_ascii=False),
+                                    encoding="utf-8")
         for nb in (student, solution):
             _publish(nb, name, repo, branch, folder)
         nbformat.write(student, paths["student"])
@@ -412,143 +589,30 @@ def _write_index(out: Path, built, repo, branch, folder) -> None:
                                                encoding="utf-8")
 
 
-# --- grading ---------------------------------------------------------------
+# --- grading: tools/classroom_grade.py -----------------------------------
 
-def _read_submission(path: Path):
-    import nbformat
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as z:
-            names = [n for n in z.namelist() if n.endswith(".ipynb")
-                     and not n.startswith("__MACOSX")]
-            if len(names) != 1:
-                raise ClassroomError(
-                    f"{path.name}: a zip submission must hold one .ipynb, "
-                    f"found {names}")
-            return nbformat.reads(z.read(names[0]).decode("utf-8"),
-                                  as_version=4)
-    return nbformat.read(path, as_version=4)
-
-
-def _assignment_of(path: Path, known: list[str]) -> str:
-    """The assignment a submission belongs to: the notebook's otter
-    metadata, else the longest known name its file name contains."""
+def grade(folder, name, autograders=DEFAULT_OUT / "autograder",
+          csv_path=None,
+          roster=None, timeout=600, feedback=None):
+    """Grade ``folder``'s submissions to assignment ``name``
+    (classroom_grade.grade); ClassroomError on bad input."""
+    import classroom_grade as cg
     try:
-        nb = _read_submission(path)
-        name = nb.metadata.get("otter", {}).get("assignment_name")
-    except (json.JSONDecodeError, ValueError, KeyError,
-            zipfile.BadZipFile) as e:
-        raise ClassroomError(f"{path.name}: not a readable notebook "
-                             f"({type(e).__name__}: {e})") from e
-    if name in known:
-        return name
-    hits = sorted((n for n in known if n in path.name), key=len)
-    if hits:
-        return hits[-1]
-    raise ClassroomError(
-        f"{path.name}: cannot tell which assignment it is (no otter "
-        f"assignment_name in its metadata and none of {known} in its "
-        f"file name)")
+        return cg.grade(folder, name, autograders, csv_path, roster,
+                        timeout, feedback)
+    except cg.GradeError as e:
+        raise ClassroomError(str(e)) from e
 
 
-def submissions(folder: Path) -> list[Path]:
-    """``.ipynb`` and ``.zip`` files under ``folder`` (checkpoints
-    excluded), sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ClassroomError(f"{folder} is not a folder of submissions")
-    return sorted(
-        p for p in folder.rglob("*")
-        if p.suffix in (".ipynb", ".zip") and p.is_file()
-        and not any(part.startswith(".") for part in
-                    p.relative_to(folder).parts))
-
-
-def grade(folder: Path, autograders: Path = DEFAULT_OUT / "autograder",
-          csv_path: Path | None = None) -> list[dict]:
-    """Grade every submission under ``folder``; print one row each and a
-    total; write ``csv_path`` (default ``folder/grades.csv``). Returns the
-    rows (``submission``, ``assignment``, ``score``, ``possible``,
-    ``percent``, ``error``, ``questions``, ``results``)."""
-    from otter.api import grade_submission
-
-    _quiet_otter_logging()
-    folder, autograders = Path(folder), Path(autograders)
-    zips = {p.name[:-len("-autograder.zip")]: p
-            for p in autograders.glob("*-autograder.zip")}
-    if not zips:
-        raise ClassroomError(
-            f"no autograder zips (*-autograder.zip) in {autograders}; run "
-            f"`make classroom` (or tools/classroom.py build) first")
-    files = submissions(folder)
-    if not files:
-        raise ClassroomError(f"no .ipynb or .zip submissions in {folder}")
-    rows = []
-    for i, path in enumerate(files, 1):
-        rel = str(path.relative_to(folder))
-        start = time.perf_counter()
-        row = dict(submission=rel, assignment="", score=0.0, possible=0.0,
-                   percent=0.0, error="", questions={}, results=None)
-        print(f"[{i}/{len(files)}] grading {rel} ...", flush=True)
-        try:
-            name = _assignment_of(path, sorted(zips))
-            row["assignment"] = name
-            res = grade_submission(str(path), str(zips[name]), quiet=True)
-            row["results"] = res
-            row["questions"] = {
-                q: (res.get_result(q).score, res.get_result(q).possible)
-                for q in res.test_files}
-            row["score"] = float(res.total)
-            row["possible"] = float(res.possible)
-            row["percent"] = 100 * row["score"] / (row["possible"] or 1)
-        except Exception as e:  # one bad submission must not stop the rest
-            row["error"] = f"{type(e).__name__}: {e}"
-        rows.append(row)
-        _print_row(row, time.perf_counter() - start)
-    _print_total(rows)
-    csv_path = Path(csv_path) if csv_path else folder / "grades.csv"
-    _write_csv(rows, csv_path)
-    print(f"wrote {csv_path}")
-    return rows
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
-def _print_row(row: dict, seconds: float) -> None:
-    if row["error"]:
-        print(f"    {row['submission']}: ERROR {row['error']}", flush=True)
-        return
-    qs = ", ".join(f"{q.split('_')[0]} {_fmt(s)}/{_fmt(p)}"
-                   for q, (s, p) in row["questions"].items())
-    print(f"    {row['submission']:<40} {row['assignment']:<22} "
-          f"{_fmt(row['score']):>5}/{_fmt(row['possible']):<5} "
-          f"{row['percent']:5.1f}%  ({qs}; {seconds:.0f} s)", flush=True)
-
-
-def _print_total(rows: list[dict]) -> None:
-    ok = [r for r in rows if not r["error"]]
-    score = sum(r["score"] for r in ok)
-    possible = sum(r["possible"] for r in ok)
-    mean = sum(r["percent"] for r in ok) / len(ok) if ok else 0.0
-    print(f"total: {len(rows)} submission(s), {len(rows) - len(ok)} "
-          f"error(s); {_fmt(score)}/{_fmt(possible)} points; mean "
-          f"{mean:.1f}%", flush=True)
-
-
-def _write_csv(rows: list[dict], path: Path) -> None:
-    questions = sorted({q for r in rows for q in r["questions"]})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["submission", "assignment", "score", "possible",
-                    "percent", *questions, "error"])
-        for r in rows:
-            w.writerow([r["submission"], r["assignment"], _fmt(r["score"]),
-                        _fmt(r["possible"]), f"{r['percent']:.1f}",
-                        *[_fmt(r["questions"][q][0])
-                          if q in r["questions"] else ""
-                          for q in questions], r["error"]])
+def answers(folder, name, autograders=DEFAULT_OUT / "autograder",
+            out=None):
+    """One HTML page of every student's written answers to ``name``
+    (classroom_grade.export_answers)."""
+    import classroom_grade as cg
+    try:
+        return cg.export_answers(folder, name, autograders, out)
+    except cg.GradeError as e:
+        raise ClassroomError(str(e)) from e
 
 
 def main(argv=None) -> int:
@@ -561,26 +625,57 @@ def main(argv=None) -> int:
     b.add_argument("--out", type=Path, default=DEFAULT_OUT)
     b.add_argument("--no-run-tests", action="store_true",
                    help="do not run the checks on the solutions")
-    b.add_argument("--repo", default=DEFAULT_REPO,
-                   help="GitHub OWNER/NAME where student/ is published")
-    b.add_argument("--branch", default=DEFAULT_BRANCH)
+    b.add_argument("--repo", default=None,
+                   help="GitHub OWNER/NAME where student/ is published "
+                   "(default: publish.toml's)")
+    b.add_argument("--branch", default=None,
+                   help="its branch (default: publish.toml's)")
+    b.add_argument("--tag", default=None,
+                   help="the release tag students and the autograder "
+                   "install the package at (default: publish.toml's)")
     b.add_argument("--folder", default=DEFAULT_FOLDER,
                    help="folder of the repository that holds student/")
-    g = sub.add_parser("grade", help="grade a folder of submissions")
+    g = sub.add_parser("grade", help="grade a folder of submissions to "
+                       "one assignment")
     g.add_argument("folder", type=Path)
+    g.add_argument("--assignment", required=True,
+                   help="the assignment to grade, e.g. a_building_blocks")
     g.add_argument("--autograders", type=Path,
                    default=DEFAULT_OUT / "autograder")
-    g.add_argument("--csv", type=Path, default=None)
+    g.add_argument("--roster", type=Path, default=None,
+                   help="CSV of the class (column student, optional "
+                   "name): students without a submission get a row")
+    g.add_argument("--timeout", type=float, default=600,
+                   help="seconds one submission may run (600)")
+    g.add_argument("--csv", type=Path, default=None,
+                   help="grades file to merge into (FOLDER/grades.csv)")
+    g.add_argument("--feedback", type=Path, default=None,
+                   help="folder of the feedback files (FOLDER/feedback)")
+    w = sub.add_parser("answers", help="every student's written answers "
+                       "to one assignment, side by side, as HTML")
+    w.add_argument("folder", type=Path)
+    w.add_argument("--assignment", required=True)
+    w.add_argument("--autograders", type=Path,
+                   default=DEFAULT_OUT / "autograder")
+    w.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     try:
         if args.command == "build":
-            if not re.fullmatch(r"[\w.-]+/[\w.-]+", args.repo):
+            if args.repo and not re.fullmatch(r"[\w.-]+/[\w.-]+",
+                                              args.repo):
                 raise ClassroomError(
                     f"--repo must be OWNER/NAME, got {args.repo!r}")
             build(args.out, args.names, not args.no_run_tests, args.repo,
-                  args.branch, args.folder.strip("/"))
+                  args.branch, args.folder.strip("/"), args.tag)
+        elif args.command == "grade":
+            rows = grade(args.folder, args.assignment, args.autograders,
+                         args.csv, args.roster, args.timeout,
+                         args.feedback)
+            if any(r["status"] != "graded" for r in rows):
+                return 1
         else:
-            grade(args.folder, args.autograders, args.csv)
+            answers(args.folder, args.assignment, args.autograders,
+                    args.out)
     except ClassroomError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
