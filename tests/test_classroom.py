@@ -1,21 +1,19 @@
 """The classroom edition (tools/classroom.py on otter-grader).
 
 The edition is built once per test session (``otter assign``, without
-running the checks: the grading below runs them). One folder holding every
-solution notebook and every blank student notebook is then graded once
-with ``otter run``'s Python API; the tests read its results: every
-solution passes every check (public and hidden), every blank notebook
-fails every check, the folder's grades are full and zero marks. A planted
-wrong answer is executed as a student runs it, and its ``grader.check``
-output must carry the check's message.
+running the checks: the grading below runs them). Each assignment's
+folder of submissions is then graded once (``grade``, otter's API in a
+child process): for A, a class of students with three attempts (right,
+wrong, imported reference code), a blank notebook renamed by Jupyter, a
+duplicate, a wrong assignment, a truncated file, an empty folder and a
+student on the roster without a folder; for B-F, the solution and the
+blank notebook. The tests read those results.
 
 The Chinese student notebooks (student/zh/) must have the English ones'
-code cells and checks, Chinese text in every markdown cell, and grade
-alike: the graded folder holds, for assignment ``ZH_GRADED``, the Chinese
-blank notebook (in place of the English one: their code cells and
-metadata are equal, see test_zh_student_notebooks) and a Chinese notebook
-answered with the solution's code, both under names that do not say the
-assignment.
+code and checks but for comments and string literals, Chinese text in
+every markdown cell, comment and public check message, and grade alike:
+the graded folder of ``ZH_GRADED`` holds the Chinese blank notebook and a
+Chinese notebook answered with the solution's code.
 """
 import csv
 import json
@@ -43,6 +41,7 @@ from classroom import (
     unused_common,
     zh_texts,
 )
+from classroom_zh_code import messages
 
 NAMES = [p.stem for p in sorted(MASTERS.glob("*.ipynb"))]
 # Under pytest-xdist: every test here on one worker, so the edition is
@@ -62,6 +61,21 @@ def _blank(name):
 
 def _code(nb):
     return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _skeleton(source):
+    """The AST of code with every string literal emptied (comments are
+    not in the AST; IPython's %magic lines are dropped)."""
+    import ast
+    src = "\n".join(line for line in source.splitlines()
+                    if not line.lstrip().startswith("%"))
+    tree = ast.parse(src)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            node.value = ""
+        elif isinstance(node, ast.JoinedStr):
+            node.values = []
+    return ast.dump(tree)
 
 
 # Session scope: under pytest-xdist a worker may run other tests between
@@ -132,8 +146,8 @@ def graded(edition, tmp_path_factory):
     carol (gamed), dave (a blank renamed "-Copy1"), erin (B's notebook
     under A's name), frank (truncated JSON), grace (an empty folder),
     heidi (on the roster, no folder). B-F: the solution and the blank
-    notebook (Chinese for ZH_GRADED, with a Chinese notebook answered
-    with the solution's code). Returns ``{assignment: (folder, {student:
+    notebook (for ZH_GRADED: the Chinese blank one and a Chinese one
+    answered with the solution's code). Returns ``{assignment: (folder, {student:
     row})}``."""
     out, built = edition
     base = tmp_path_factory.mktemp("submissions")
@@ -143,7 +157,8 @@ def graded(edition, tmp_path_factory):
         folder.mkdir()
         if name == A:
             continue
-        shutil.copyfile(paths["solution"], folder / "solution.ipynb")
+        if name != ZH_GRADED:  # there: the Chinese answered notebook
+            shutil.copyfile(paths["solution"], folder / "solution.ipynb")
         blank = paths["student_zh" if name == ZH_GRADED else "student"]
         shutil.copyfile(blank, folder / "blank.ipynb")
         folders[name] = folder
@@ -258,11 +273,27 @@ def test_zh_student_notebooks(edition, name):
     _, built = edition
     en = nbformat.read(built[name]["student"], as_version=4)
     zh = nbformat.read(built[name]["student_zh"], as_version=4)
-    assert zh.metadata == en.metadata
     assert zh.metadata["otter"]["assignment_name"] == name
     assert [(c.id, c.cell_type) for c in zh.cells] == [
         (c.id, c.cell_type) for c in en.cells]
-    assert _code(zh) == _code(en)
+    # the same code and checks, but for comments and string literals,
+    # and every comment and public check message in Chinese
+    assert [_skeleton(c.source) for c in _code(zh)] == [
+        _skeleton(c.source) for c in _code(en)]
+    for c in _code(zh):
+        for line in c.source.splitlines():
+            if line.lstrip().startswith("#"):
+                assert _CJK.search(line), line
+    tests_en = en.metadata["otter"].pop("tests")
+    tests_zh = zh.metadata["otter"].pop("tests")
+    assert zh.metadata == en.metadata
+    assert tests_zh.keys() == tests_en.keys()
+    for q in tests_en:
+        assert _skeleton(tests_zh[q]) == _skeleton(tests_en[q])
+        msgs = messages(tests_zh[q])
+        assert msgs and all(_CJK.search(m) for m in msgs), q
+        saved = built[name]["checks"].parent / "zh" / name / f"{q}.py"
+        assert saved.read_text(encoding="utf-8") == tests_zh[q]
     english = student_markdown(nbformat.read(MASTERS / f"{name}.ipynb",
                                              as_version=4))
     for a, b in zip(en.cells, zh.cells):
@@ -353,7 +384,9 @@ def test_publish_elsewhere(tmp_path):
                   tag="v9.9")
     with zipfile.ZipFile(built["d_memory"]["autograder"]) as z:
         env = z.read("environment.yml").decode()
-    assert "git+https://github.com/someone/course@v9.9" in env
+    # the package still comes from publish.toml's repository, at the tag
+    pub = publish_settings()
+    assert f"git+https://github.com/{pub['repo']}@v9.9" in env
     nb = nbformat.read(built["d_memory"]["student"], as_version=4)
     text = "".join(c.source for c in nb.cells)
     assert ("colab.research.google.com/github/someone/course/blob/fall/hw/"
@@ -365,7 +398,11 @@ def test_publish_elsewhere(tmp_path):
     zh = nbformat.read(built["d_memory"]["student_zh"], as_version=4)
     assert ("colab.research.google.com/github/someone/course/blob/fall/hw/"
             "zh/d_memory.ipynb") in zh.cells[0].source
-    assert _code(zh) == _code(nb)  # the same checks URL
+    zh_text = "".join(c.source for c in zh.cells)
+    url = zh_text.split("CHECKS = (")[1].split(")")[0]
+    assert "".join(url.replace('"', "").split()) == (
+        "https://raw.githubusercontent.com/someone/course/fall/hw/checks/"
+        "zh/d_memory/")
 
 
 def _cases(graded, name, student):
@@ -380,8 +417,8 @@ def _cases(graded, name, student):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_solution_passes_every_check(graded, name):
-    row, cases = _cases(graded, name, "alice" if name == A else
-                        "solution")
+    row, cases = _cases(graded, name, {A: "alice", ZH_GRADED: "answered"}
+                        .get(name, "solution"))
     failed = [c for c in row["checks"] if not c["passed"]]
     assert not failed, failed
     assert any(h for _, h, _ in cases) and any(not h for _, h, _ in cases)
@@ -410,9 +447,10 @@ def test_three_attempts_at_assignment_a(graded):
     assert gamed["score"] <= 0.3 * gamed["possible"]
     print(f"\nA: right {right['score']:g}, wrong {wrong['score']:g}, "
           f"gamed {gamed['score']:g} of {right['possible']:g}")
-    failed = {c["name"]: c["message"] for c in wrong["checks"]
-              if not c["passed"]}
-    assert "mean of a 2x2 window" in failed["test_q3_average_pooling"]
+    failed = [c["message"] for c in wrong["checks"] if not c["passed"]
+              and c["question"] == "q3_transition_block"
+              and not c["hidden"]]
+    assert len(failed) == 1 and "mean of a 2x2 window" in failed[0]
     msgs = [c["message"] for c in gamed["checks"] if not c["passed"]]
     assert any("comes from d2l_densenet" in m for m in msgs), msgs
     assert sum(c["passed"] for c in gamed["checks"]
@@ -446,6 +484,8 @@ def test_careless_folder(graded, capsys):
     assert sorted(table) == sorted(rows)
     assert {table[s]["assignment"] for s in table} == {A}
     assert table["heidi"]["status"] == "missing"
+    # not graded: no score (not 0/0), the assignment's points possible
+    assert table["erin"]["score"] == "" and table["erin"]["possible"] == "15"
     for sid in rows:
         assert (folder / "feedback" / f"{sid}.txt").exists(), sid
     fb = (folder / "feedback" / "alice.txt").read_text(encoding="utf-8")
@@ -541,13 +581,12 @@ def test_answers_page(edition, tmp_path):
 
 @pytest.mark.slow
 def test_zh_submissions_grade_like_english(graded):
-    """A Chinese notebook, named without its assignment, is graded by its
-    assignment's autograder: answered, the English solution's score per
-    question; blank, zero of the same points."""
-    english, _ = _cases(graded, ZH_GRADED, "solution")
+    """Chinese notebooks are graded by their assignment's autograder:
+    answered with the solution's code, full marks on every question;
+    blank, zero of the same points."""
     answered, cases = _cases(graded, ZH_GRADED, "answered")
     blank, _ = _cases(graded, ZH_GRADED, "blank")
-    assert answered["questions"] == english["questions"]
-    assert answered["score"] == english["score"] == len(cases) > 5
+    assert answered["score"] == answered["possible"] == len(cases) > 5
+    assert all(s == p for s, p in answered["questions"].values())
     assert blank["questions"] == {q: (0, p) for q, (_, p) in
-                                  english["questions"].items()}
+                                  answered["questions"].items()}

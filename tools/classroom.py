@@ -86,6 +86,8 @@ _QUESTIONS = re.compile(r"^QUESTIONS = (\[.*?\])$", re.S | re.M)
 #: The Chinese texts of the masters' markdown cells (see zh_texts).
 ZH_TEXTS = MASTERS / "zh"
 ZH_COMMON = ZH_TEXTS / "common.md"
+#: The Chinese of the code comments and the public checks' messages.
+ZH_CODE = ZH_TEXTS / "code.md"
 #: What otter's empty answer cell of a written question says, in Chinese.
 ZH_ANSWER = "_在此输入你的答案，替换这段文字。_"
 _ZH_MARK = re.compile(r"^<!-- cell (\S+) en=(\w+) -->[ \t]*$", re.M)
@@ -119,21 +121,22 @@ def _urls(repo: str, branch: str, folder: str, name: str,
           edition: str = "en"):
     """The badge's URL of a student notebook (of ``edition``, "en" or
     "zh": ``FOLDER/zh/NAME.ipynb``) and the URL of its public checks
-    (shared by both editions)."""
-    where = "/".join(p for p in (folder, "" if edition == "en" else
-                                 edition) if p)
+    (``FOLDER/checks/NAME/``, ``FOLDER/checks/zh/NAME/``)."""
+    sub = "" if edition == "en" else edition
+    where = "/".join(p for p in (folder, sub) if p)
     base = f"{repo}/blob/{branch}/{where}".rstrip("/")
     badge = (f"https://colab.research.google.com/github/{base}/"
              f"{name}.ipynb")
-    raw = (f"https://raw.githubusercontent.com/{repo}/{branch}/"
-           f"{folder}/checks/{name}/".replace("//checks", "/checks"))
+    checks = "/".join(p for p in (folder, "checks", sub, name) if p)
+    raw = f"https://raw.githubusercontent.com/{repo}/{branch}/{checks}/"
     return badge, raw
 
 
-def _publish(nb, name: str, repo: str, branch: str, folder: str) -> None:
+def _publish(nb, name: str, repo: str, branch: str, folder: str,
+             edition: str = "en") -> None:
     """Point the badge and the Colab cell's CHECKS at where the student
     folder is published."""
-    badge, raw = _urls(repo, branch, folder, name)
+    badge, raw = _urls(repo, branch, folder, name, edition)
     for cell in nb.cells:
         src = cell.source
         src = _BADGE.sub(badge, src)
@@ -317,6 +320,24 @@ def _zh_student(student, master_english: dict[str, str],
     return nb
 
 
+def _zh_code(nb, missing: list) -> None:
+    """Chinese comments in ``nb``'s code cells and Chinese messages in its
+    public checks (zh/code.md); what has no Chinese goes to
+    ``missing``."""
+    import classroom_zh_code as zc
+    try:
+        table = zc.read(ZH_CODE)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.source = zc.translate_code(cell.source, table,
+                                                missing)
+        tests = nb.metadata["otter"]["tests"]
+        for q in tests:
+            tests[q] = zc.translate_test(tests[q], table, missing)
+    except zc.ZhCodeError as e:
+        raise ClassroomError(f"{_rel(ZH_CODE)}: {e}") from e
+
+
 def _quiet_otter_logging() -> None:
     import logging
     logging.getLogger("otter").setLevel(logging.WARNING)
@@ -335,10 +356,10 @@ def _own_work(name, obj, allow=(), pure=False):
         f"{name} is not your code: it comes from {mod}. Write it in its "
         f"cell of this notebook; imported code earns no points")
     for b in getattr(obj, "__mro__", ())[1:]:
+        base = f"{b.__module__}.{b.__name__}"
         assert not (b.__module__.startswith("d2l_densenet")
                     and b.__name__ not in allow), (
-            f"{name} only inherits {b.__module__}.{b.__name__}: write "
-            f"the code yourself")
+            f"{name} only inherits {base}: write the code yourself")
     funcs = ([f for f in vars(obj).values()
               if isinstance(f, types.FunctionType)]
              if isinstance(obj, type) else
@@ -359,12 +380,13 @@ def _own_work(name, obj, allow=(), pure=False):
                 if m.startswith("d2l_densenet") or (
                         pure and m.split(".")[0] == "torch"):
                     used.add(n)
-    fix = ("compute it from the numbers only" if pure
-           else "write the code yourself")
+    names = ", ".join(sorted(used))
+    assert not (used and pure), (
+        f"{name} uses {names} from PyTorch or the package "
+        f"d2l_densenet: compute it from the numbers only")
     assert not used, (
-        f"{name} uses {', '.join(sorted(used))} from "
-        f"{'PyTorch or ' if pure else ''}the package d2l_densenet: "
-        f"{fix}")
+        f"{name} uses {names} from the package d2l_densenet: write "
+        f"the code yourself")
 '''
 
 
@@ -437,12 +459,16 @@ def written_of(master: Path) -> list[dict]:
     return out
 
 
+_REPO_LINE = re.compile(r'^REPO = ".*"$', re.M)
+
+
 def prepare_master(master: Path, tmp: Path, repo: str, tag: str,
                    vers: dict[str, str]) -> Path:
     """A copy of ``master`` in ``tmp`` to run otter assign on: its
     grading environment pinned (``environment.yml`` next to it: git, for
     the package's git URL, and requirements()), the own-work helper in
-    the tests that call it, the install cell pinned to ``tag``."""
+    the tests that call it, the install cell pinned to ``tag``.
+    ``repo``: the package's repository."""
     import nbformat
 
     nb = nbformat.read(master, as_version=4)
@@ -463,6 +489,8 @@ def prepare_master(master: Path, tmp: Path, repo: str, tag: str,
             cell.source = inject_own_work(cell.source)
             if _TAG_LINE.search(cell.source):
                 cell.source = _TAG_LINE.sub(f'TAG = "{tag}"', cell.source)
+                cell.source = _REPO_LINE.sub(
+                    f'REPO = "https://github.com/{repo}"', cell.source)
                 cell.source = _OTTER_PIN.sub(
                     f"otter-grader=={vers['otter-grader']}", cell.source)
     path = tmp / master.name
@@ -472,14 +500,18 @@ def prepare_master(master: Path, tmp: Path, repo: str, tag: str,
 
 def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
           repo: str | None = None, branch: str | None = None,
-          folder: str = DEFAULT_FOLDER,
-          tag: str | None = None) -> dict[str, dict[str, Path]]:
+          folder: str = DEFAULT_FOLDER, tag: str | None = None,
+          package_repo: str | None = None) -> dict[str, dict[str, Path]]:
     """Build the edition into ``out``; returns ``{name: {"student",
-    "student_zh", "checks", "autograder", "written", "solution"}}``
-    paths. ``repo``, ``branch``, ``tag``: publish.toml's unless given."""
+    "student_zh", "checks", "checks_zh", "autograder", "written",
+    "solution"}}`` paths. ``repo``, ``branch``: where student/ is
+    published; ``package_repo``, ``tag``: the package students and the
+    autograder install (``git+https://github.com/PACKAGE_REPO@TAG``);
+    publish.toml's unless given."""
     pub = publish_settings()
     repo, branch, tag = (repo or pub["repo"], branch or pub["branch"],
                          tag or pub["tag"])
+    package_repo = package_repo or pub["repo"]
     vers = versions()
     todo = masters(names)
     # Before the slow part: every master's Chinese texts are complete,
@@ -498,7 +530,7 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
     out = Path(out)
     for sub in ("student/zh", "autograder", "solutions", "samples"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    built = {}
+    built, missing = {}, []
     for i, master in enumerate(todo, 1):
         name = master.stem
         start = time.perf_counter()
@@ -506,7 +538,8 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
         print(f"[{i}/{len(todo)}] {name}: otter assign{note}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             result = Path(tmp) / name
-            prepared = prepare_master(master, Path(tmp), repo, tag, vers)
+            prepared = prepare_master(master, Path(tmp), package_repo,
+                                      tag, vers)
             try:
                 otter_assign(str(prepared), str(result), no_pdfs=True,
                              no_run_tests=not run_tests)
@@ -543,17 +576,26 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
                    student_markdown(nbformat.read(master, as_version=4))
                    .items()}
         badge_zh, _ = _urls(repo, branch, folder, name, "zh")
-        nbformat.write(_zh_student(student, english, zh[name], name,
-                                   badge_zh), paths["student_zh"])
+        student_zh = _zh_student(student, english, zh[name], name,
+                                 badge_zh)
+        _zh_code(student_zh, missing)
+        _publish(student_zh, name, repo, branch, folder, "zh")
+        nbformat.write(student_zh, paths["student_zh"])
         nbformat.write(solution, paths["solution"])
-        if paths["checks"].exists():
-            shutil.rmtree(paths["checks"])
-        paths["checks"].mkdir(parents=True)
-        for q, text in tests.items():
-            (paths["checks"] / f"{q}.py").write_text(text, encoding="utf-8")
+        paths["checks_zh"] = paths["checks"].parent / "zh" / name
+        for where, nb in ((paths["checks"], student),
+                          (paths["checks_zh"], student_zh)):
+            if where.exists():
+                shutil.rmtree(where)
+            where.mkdir(parents=True)
+            for q, text in nb.metadata["otter"]["tests"].items():
+                (where / f"{q}.py").write_text(text, encoding="utf-8")
         built[name] = paths
         print(f"    {len(tests)} questions with checks; "
               f"{time.perf_counter() - start:.1f} s", flush=True)
+    if missing:
+        import classroom_zh_code as zc
+        raise ClassroomError(zc.missing_report(_rel(ZH_CODE), missing))
     _write_index(out, built, repo, branch, folder)
     first = next(iter(built))
     shutil.copyfile(built[first]["solution"],
@@ -633,6 +675,9 @@ def main(argv=None) -> int:
     b.add_argument("--tag", default=None,
                    help="the release tag students and the autograder "
                    "install the package at (default: publish.toml's)")
+    b.add_argument("--package-repo", default=None,
+                   help="GitHub OWNER/NAME of the package (default: "
+                   "publish.toml's repo)")
     b.add_argument("--folder", default=DEFAULT_FOLDER,
                    help="folder of the repository that holds student/")
     g = sub.add_parser("grade", help="grade a folder of submissions to "
@@ -666,7 +711,8 @@ def main(argv=None) -> int:
                 raise ClassroomError(
                     f"--repo must be OWNER/NAME, got {args.repo!r}")
             build(args.out, args.names, not args.no_run_tests, args.repo,
-                  args.branch, args.folder.strip("/"), args.tag)
+                  args.branch, args.folder.strip("/"), args.tag,
+                  args.package_repo)
         elif args.command == "grade":
             rows = grade(args.folder, args.assignment, args.autograders,
                          args.csv, args.roster, args.timeout,

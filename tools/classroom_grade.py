@@ -64,8 +64,8 @@ def read_notebook(path: Path):
     except Exception as e:  # truncated JSON, not UTF-8, bad zip, ...
         raise GradeError(
             f"{path.name}: not a readable notebook (truncated or "
-            f"corrupted? {type(e).__name__}: {str(e)[:120]}); ask the "
-            f"student for the file again") from e
+            f"corrupted: {type(e).__name__}); ask the student for the "
+            f"file again") from e
 
 
 def assignment_of(nb, path: Path, known) -> str | None:
@@ -203,6 +203,19 @@ def written_questions(autograders: Path, name: str) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def possible_points(zip_path: Path) -> float:
+    """The points of an autograder zip's checks (its tests' ``points =``
+    lines)."""
+    total = 0.0
+    with zipfile.ZipFile(zip_path) as z:
+        for n in z.namelist():
+            if n.startswith("tests/") and n.endswith(".py"):
+                m = re.search(r"^points = ([\d.]+)$",
+                              z.read(n).decode("utf-8"), re.M)
+                total += float(m.group(1)) if m else 0.0
+    return total
+
+
 def _written_col(q: dict) -> str:
     return f"{q['name']} (written, /{q['points']:g})"
 
@@ -247,7 +260,8 @@ def grade(folder: Path, name: str, autograders: Path,
     ``csv_path`` (default ``folder/grades.csv``); write a feedback file
     per student into ``feedback`` (default ``folder/feedback``). Returns
     the rows: ``student``, ``name``, ``submission``, ``status`` ("graded",
-    "error", "missing"), ``score``, ``possible``, ``percent``,
+    "error", "missing"), ``score`` and ``percent`` (None unless graded),
+    ``possible`` (the checks' points),
     ``questions`` ({q: (score, possible)}), ``checks`` (every check's
     question, name, hidden, passed, message), ``flags``, ``error``."""
     folder, autograders = Path(folder), Path(autograders)
@@ -272,12 +286,13 @@ def grade(folder: Path, name: str, autograders: Path,
         raise GradeError(f"no submissions in {folder} (one sub-folder "
                          f"per student, or one .ipynb/.zip per student)")
     written = written_questions(autograders, name)
+    points = possible_points(zips[name])
     feedback = Path(feedback) if feedback else folder / "feedback"
     rows = []
     for i, (sid, files) in enumerate(sorted(students.items()), 1):
         row = dict(student=sid, name=names.get(sid, ""), assignment=name,
-                   submission="", status="error", score=0.0,
-                   possible=0.0, percent=0.0, questions={}, checks=[],
+                   submission="", status="error", score=None,
+                   possible=points, percent=None, questions={}, checks=[],
                    flags=[], error="")
         if roster and sid not in names:
             row["flags"].append("not on the roster")
@@ -374,11 +389,13 @@ def merge_csv(rows: list[dict], written: list[dict], path: Path) -> None:
     cols = HEAD + questions + wcols + extra + TAIL
     table = {r["student"]: dict(r) for r in old_rows}
     for r in rows:
+        graded = r["status"] == "graded"
         new = dict(student=r["student"], name=r["name"],
                    assignment=r["assignment"], submission=r["submission"],
-                   status=r["status"], score=_fmt(r["score"]),
+                   status=r["status"],
+                   score=_fmt(r["score"]) if graded else "",
                    possible=_fmt(r["possible"]),
-                   percent=f"{r['percent']:.1f}",
+                   percent=f"{r['percent']:.1f}" if graded else "",
                    flags="; ".join(r["flags"]), error=r["error"])
         for q in questions:
             new[q] = _fmt(r["questions"][q][0]) if q in r["questions"] \
