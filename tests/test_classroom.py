@@ -147,8 +147,8 @@ def graded(edition, tmp_path_factory):
     under A's name), frank (truncated JSON), grace (an empty folder),
     heidi (on the roster, no folder). B-F: the solution and the blank
     notebook (for ZH_GRADED: the Chinese blank one and a Chinese one
-    answered with the solution's code). Returns ``{assignment: (folder, {student:
-    row})}``."""
+    answered with the solution's code). Returns ``{assignment: (folder,
+    {student: row})}``."""
     out, built = edition
     base = tmp_path_factory.mktemp("submissions")
     folders = {}
