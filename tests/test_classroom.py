@@ -590,3 +590,57 @@ def test_zh_submissions_grade_like_english(graded):
     assert all(s == p for s, p in answered["questions"].values())
     assert blank["questions"] == {q: (0, p) for q, (_, p) in
                                   answered["questions"].items()}
+
+
+@pytest.mark.slow
+def test_renamed_student_notebook_runs_its_checks(edition, tmp_path):
+    """The wrong attempt at A, saved as Jupyter's "Make a copy" names it
+    (next to another notebook), run as a student runs it: its first cells
+    find the renamed file, and ``grader.check`` shows each question's
+    public checks: passed where the code is right, the diagnosing message
+    (not the code) where it is wrong."""
+    from nbclient import NotebookClient
+
+    _, built = edition
+    nb = _attempt(built, "wrong")
+    nbformat.write(nb, tmp_path / f"{A}-Copy1.ipynb")
+    shutil.copyfile(built["c_parameters"]["student"],
+                    tmp_path / "c_parameters.ipynb")
+    os.utime(tmp_path / "c_parameters.ipynb", (1e9, 1e9))
+    NotebookClient(nb, timeout=300, allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in _code(nb) for o in c.outputs
+              if o.output_type == "error"]
+    assert not errors, errors[0]
+    shown = {}
+    for c in _code(nb):
+        if c.source.startswith("grader.check("):
+            q = c.source.split('"')[1]
+            shown[q] = "".join(o.get("data", {}).get("text/plain", "")
+                               for o in c.outputs)
+    assert sorted(shown) == sorted(nb.metadata["otter"]["tests"])
+    for q in ("q1_conv_block", "q2_dense_block"):
+        assert "All test cases passed" in shown[q], shown[q]
+    assert "mean of a 2x2 window" in shown["q3_transition_block"]
+    msg = shown["q5_densenet"]
+    assert "after net[2] (transition 1) expected 96 channels, got 192" in msg
+    assert "transition_block(num_channels" not in msg  # no code given
+
+
+def test_package_students_install_has_no_masters():
+    """The wheel students pip install is the package d2l_densenet only:
+    no master, solution or hidden check is inside it."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    root = MASTERS.parent.parent
+    conf = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))
+    assert conf["tool"]["setuptools"]["packages"] == ["d2l_densenet"]
+    assert not conf["tool"]["setuptools"].get("package-data")
+    inside = [p for p in (root / "d2l_densenet").rglob("*")
+              if p.suffix in (".ipynb", ".zip")
+              or "BEGIN SOLUTION" in (p.read_text("utf-8", "ignore")
+                                      if p.suffix == ".py" else "")]
+    assert not inside, inside
