@@ -2,31 +2,40 @@
 
 Built with otter-grader (``otter assign`` on the master notebooks in
 ``notebooks/classroom/``; grading with ``otter run``'s Python API, which
-needs no Docker)::
+needs no Docker; tools/classroom_grade.py)::
 
     python tools/classroom.py build [--out build/classroom]
-        [--no-run-tests] [--repo OWNER/NAME] [--branch main]
-        [--folder classroom] [NAME ...]
-    python tools/classroom.py grade SUBMISSIONS_DIR
-        [--autograders build/classroom/autograder] [--csv FILE]
+        [--no-run-tests] [--repo OWNER/NAME] [--branch BRANCH]
+        [--tag TAG] [--package-repo OWNER/NAME] [--folder classroom]
+        [NAME ...]
+    python tools/classroom.py grade FOLDER --assignment NAME
+        [--roster CSV] [--timeout S] [--csv FILE] [--feedback DIR]
+        [--autograders build/classroom/autograder]
+    python tools/classroom.py answers FOLDER --assignment NAME [--out F]
 
-``build`` writes, for every master ``NAME.ipynb``:
+REPO, BRANCH and TAG default to publish.toml's (tools/publishing.py);
+students and the autograder install ``git+https://github.com/REPO@TAG``
+(REPO: ``--package-repo``, else publish.toml's). ``build`` writes, for
+every master ``NAME.ipynb``:
 
 * ``student/NAME.ipynb``: the notebook to hand out (no solutions, public
   checks only, in its metadata), with an "Open in Colab" badge pointing at
   ``https://github.com/REPO/blob/BRANCH/FOLDER/NAME.ipynb``;
-* ``student/zh/NAME.ipynb``: the same notebook with its instructions in
-  Chinese (中文版): the code cells, the checks and the metadata are the
-  English student notebook's, each markdown cell is replaced by its
-  Chinese text from ``notebooks/classroom/zh/NAME.md`` (or ``common.md``
-  for cells that several masters share); its badge points at
-  ``.../FOLDER/zh/NAME.ipynb``. The build fails, naming the cell and the
-  file to edit, when a markdown cell that students read has no Chinese
-  text or its English changed since it was translated;
-* ``student/checks/NAME/*.py``: the same public checks as files, which the
-  notebook's Colab cell downloads (Colab cannot read a notebook's own
-  metadata; both editions use them);
-* ``autograder/NAME-autograder.zip``: every check, public and hidden;
+* ``student/zh/NAME.ipynb``: the same notebook in Chinese (中文版): each
+  markdown cell replaced by its Chinese text from
+  ``notebooks/classroom/zh/NAME.md`` (or ``common.md`` for cells that
+  several masters share), code comments and public check messages from
+  ``zh/code.md``; the code is the English notebook's but for comments
+  and string literals; its badge points at ``.../FOLDER/zh/NAME.ipynb``.
+  The build fails, naming what to add, when a text students read has no
+  Chinese or its English changed since it was translated;
+* ``student/checks/NAME/*.py`` (``checks/zh/NAME/``): the public checks
+  as files, which the notebook's Colab cell downloads (Colab cannot read
+  a notebook's own metadata);
+* ``autograder/NAME-autograder.zip``: every check, public and hidden,
+  and the pinned grading environment (``environment.yml``);
+  ``autograder/NAME-written.json``: the written questions, their rubrics
+  and model answers;
 * ``solutions/NAME.ipynb``: the solutions (otter's markers show the
   parts students write), every check in its metadata;
 * ``samples/``: the solution and the blank student notebook of the first
@@ -36,11 +45,9 @@ Publish ``student/`` as ``FOLDER`` of ``REPO`` (branch ``BRANCH``) for the
 badges and the Colab cell to work; keep ``autograder/`` and
 ``solutions/`` private.
 
-``grade`` runs every ``.ipynb`` or ``.zip`` (``grader.export``) under
-``SUBMISSIONS_DIR`` through the autograder of its assignment (read from
-the notebook's metadata, else from its file name; English and Chinese
-submissions alike), prints one row per submission and a total, and
-writes a CSV (default ``SUBMISSIONS_DIR/grades.csv``).
+``grade`` grades one assignment's submissions, one row per student (see
+tools/classroom_grade.py); ``answers`` writes all written answers to an
+HTML page, question by question.
 """
 from __future__ import annotations
 
