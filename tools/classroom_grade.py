@@ -165,9 +165,10 @@ def grade_one(path: Path, zip_path: Path, name: str,
     (the file name the notebook expects), in a child process that is
     stopped after ``timeout`` seconds. Returns ``{"questions", "checks",
     "score", "possible"}``; GradeError if it cannot be graded."""
-    ctx = multiprocessing.get_context(
-        "fork" if "fork" in multiprocessing.get_all_start_methods()
-        else "spawn")
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    if fork:  # imported once here, not once per child
+        import otter.api  # noqa: F401
+    ctx = multiprocessing.get_context("fork" if fork else "spawn")
     with tempfile.TemporaryDirectory() as tmp:
         sub = Path(tmp) / f"{name}{path.suffix}"
         shutil.copyfile(path, sub)
