@@ -142,16 +142,19 @@ benchmark: $(STAMP)
 # The classroom edition (otter-grader): student notebooks, autograder
 # zips and solutions in build/classroom/ (the solutions' checks run while
 # building), then grades the two sample submissions there (a solution and
-# a blank notebook). CLASSROOM_REPO=owner/name, CLASSROOM_BRANCH and
-# CLASSROOM_FOLDER say where build/classroom/student/ will be published.
-CLASSROOM_REPO ?= d2l-densenet/d2l-densenet
-CLASSROOM_BRANCH ?= main
+# a blank notebook). Where build/classroom/student/ is published and the
+# release tag students and the autograder install: publish.toml;
+# CLASSROOM_REPO=owner/name, CLASSROOM_BRANCH, CLASSROOM_TAG override it,
+# CLASSROOM_FOLDER names the repository's folder.
 CLASSROOM_FOLDER ?= classroom
+CLASSROOM_ARGS = $(if $(CLASSROOM_REPO),--repo $(CLASSROOM_REPO)) \
+	$(if $(CLASSROOM_BRANCH),--branch $(CLASSROOM_BRANCH)) \
+	$(if $(CLASSROOM_TAG),--tag $(CLASSROOM_TAG))
 classroom: data
 	$(PY) tools/classroom.py build --out build/classroom \
-		--repo $(CLASSROOM_REPO) --branch $(CLASSROOM_BRANCH) \
-		--folder $(CLASSROOM_FOLDER)
+		--folder $(CLASSROOM_FOLDER) $(CLASSROOM_ARGS)
 	$(PY) tools/classroom.py grade build/classroom/samples \
+		--assignment a_building_blocks \
 		--autograders build/classroom/autograder
 
 clean:

@@ -2,31 +2,40 @@
 
 Built with otter-grader (``otter assign`` on the master notebooks in
 ``notebooks/classroom/``; grading with ``otter run``'s Python API, which
-needs no Docker)::
+needs no Docker; tools/classroom_grade.py)::
 
     python tools/classroom.py build [--out build/classroom]
-        [--no-run-tests] [--repo OWNER/NAME] [--branch main]
-        [--folder classroom] [NAME ...]
-    python tools/classroom.py grade SUBMISSIONS_DIR
-        [--autograders build/classroom/autograder] [--csv FILE]
+        [--no-run-tests] [--repo OWNER/NAME] [--branch BRANCH]
+        [--tag TAG] [--package-repo OWNER/NAME] [--folder classroom]
+        [NAME ...]
+    python tools/classroom.py grade FOLDER --assignment NAME
+        [--roster CSV] [--timeout S] [--csv FILE] [--feedback DIR]
+        [--autograders build/classroom/autograder]
+    python tools/classroom.py answers FOLDER --assignment NAME [--out F]
 
-``build`` writes, for every master ``NAME.ipynb``:
+REPO, BRANCH and TAG default to publish.toml's (tools/publishing.py);
+students and the autograder install ``git+https://github.com/REPO@TAG``
+(REPO: ``--package-repo``, else publish.toml's). ``build`` writes, for
+every master ``NAME.ipynb``:
 
 * ``student/NAME.ipynb``: the notebook to hand out (no solutions, public
   checks only, in its metadata), with an "Open in Colab" badge pointing at
   ``https://github.com/REPO/blob/BRANCH/FOLDER/NAME.ipynb``;
-* ``student/zh/NAME.ipynb``: the same notebook with its instructions in
-  Chinese (中文版): the code cells, the checks and the metadata are the
-  English student notebook's, each markdown cell is replaced by its
-  Chinese text from ``notebooks/classroom/zh/NAME.md`` (or ``common.md``
-  for cells that several masters share); its badge points at
-  ``.../FOLDER/zh/NAME.ipynb``. The build fails, naming the cell and the
-  file to edit, when a markdown cell that students read has no Chinese
-  text or its English changed since it was translated;
-* ``student/checks/NAME/*.py``: the same public checks as files, which the
-  notebook's Colab cell downloads (Colab cannot read a notebook's own
-  metadata; both editions use them);
-* ``autograder/NAME-autograder.zip``: every check, public and hidden;
+* ``student/zh/NAME.ipynb``: the same notebook in Chinese (中文版): each
+  markdown cell replaced by its Chinese text from
+  ``notebooks/classroom/zh/NAME.md`` (or ``common.md`` for cells that
+  several masters share), code comments and public check messages from
+  ``zh/code.md``; the code is the English notebook's but for comments
+  and string literals; its badge points at ``.../FOLDER/zh/NAME.ipynb``.
+  The build fails, naming what to add, when a text students read has no
+  Chinese or its English changed since it was translated;
+* ``student/checks/NAME/*.py`` (``checks/zh/NAME/``): the public checks
+  as files, which the notebook's Colab cell downloads (Colab cannot read
+  a notebook's own metadata);
+* ``autograder/NAME-autograder.zip``: every check, public and hidden,
+  and the pinned grading environment (``environment.yml``);
+  ``autograder/NAME-written.json``: the written questions, their rubrics
+  and model answers;
 * ``solutions/NAME.ipynb``: the solutions (otter's markers show the
   parts students write), every check in its metadata;
 * ``samples/``: the solution and the blank student notebook of the first
@@ -36,18 +45,15 @@ Publish ``student/`` as ``FOLDER`` of ``REPO`` (branch ``BRANCH``) for the
 badges and the Colab cell to work; keep ``autograder/`` and
 ``solutions/`` private.
 
-``grade`` runs every ``.ipynb`` or ``.zip`` (``grader.export``) under
-``SUBMISSIONS_DIR`` through the autograder of its assignment (read from
-the notebook's metadata, else from its file name; English and Chinese
-submissions alike), prints one row per submission and a total, and
-writes a CSV (default ``SUBMISSIONS_DIR/grades.csv``).
+``grade`` grades one assignment's submissions, one row per student (see
+tools/classroom_grade.py); ``answers`` writes all written answers to an
+HTML page, question by question.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import copy
-import csv
 import hashlib
 import json
 import re
@@ -55,14 +61,31 @@ import shutil
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTERS = ROOT / "notebooks" / "classroom"
 DEFAULT_OUT = ROOT / "build" / "classroom"
-DEFAULT_REPO, DEFAULT_BRANCH, DEFAULT_FOLDER = (
-    "d2l-densenet/d2l-densenet", "main", "classroom")
+DEFAULT_FOLDER = "classroom"
+_TAG_LINE = re.compile(r'^TAG = ".*"$', re.M)
+_OTTER_PIN = re.compile(r"otter-grader(==[\w.]+)?")
+
+
+def publish_settings() -> dict[str, str]:
+    """repo, branch and tag from publish.toml (tools/publishing.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from publishing import settings
+    return settings()
+
+
+def versions() -> dict[str, str]:
+    """The versions of the grading environment (this Python's), which the
+    autograder zips and the students' install cell pin."""
+    from importlib.metadata import version
+    out = {}
+    for dist in ("otter-grader", "torch", "torchvision", "torchinfo"):
+        out[dist] = version(dist).split("+")[0]
+    return out
 _BADGE = re.compile(r"https://colab\.research\.google\.com/github/"
                     r"[^)\s]*?/([A-Za-z0-9_]+)\.ipynb")
 _CHECKS = re.compile(r"^CHECKS = \(.*?\)$", re.S | re.M)
@@ -70,6 +93,8 @@ _QUESTIONS = re.compile(r"^QUESTIONS = (\[.*?\])$", re.S | re.M)
 #: The Chinese texts of the masters' markdown cells (see zh_texts).
 ZH_TEXTS = MASTERS / "zh"
 ZH_COMMON = ZH_TEXTS / "common.md"
+#: The Chinese of the code comments and the public checks' messages.
+ZH_CODE = ZH_TEXTS / "code.md"
 #: What otter's empty answer cell of a written question says, in Chinese.
 ZH_ANSWER = "_在此输入你的答案，替换这段文字。_"
 _ZH_MARK = re.compile(r"^<!-- cell (\S+) en=(\w+) -->[ \t]*$", re.M)
@@ -103,21 +128,22 @@ def _urls(repo: str, branch: str, folder: str, name: str,
           edition: str = "en"):
     """The badge's URL of a student notebook (of ``edition``, "en" or
     "zh": ``FOLDER/zh/NAME.ipynb``) and the URL of its public checks
-    (shared by both editions)."""
-    where = "/".join(p for p in (folder, "" if edition == "en" else
-                                 edition) if p)
+    (``FOLDER/checks/NAME/``, ``FOLDER/checks/zh/NAME/``)."""
+    sub = "" if edition == "en" else edition
+    where = "/".join(p for p in (folder, sub) if p)
     base = f"{repo}/blob/{branch}/{where}".rstrip("/")
     badge = (f"https://colab.research.google.com/github/{base}/"
              f"{name}.ipynb")
-    raw = (f"https://raw.githubusercontent.com/{repo}/{branch}/"
-           f"{folder}/checks/{name}/".replace("//checks", "/checks"))
+    checks = "/".join(p for p in (folder, "checks", sub, name) if p)
+    raw = f"https://raw.githubusercontent.com/{repo}/{branch}/{checks}/"
     return badge, raw
 
 
-def _publish(nb, name: str, repo: str, branch: str, folder: str) -> None:
+def _publish(nb, name: str, repo: str, branch: str, folder: str,
+             edition: str = "en") -> None:
     """Point the badge and the Colab cell's CHECKS at where the student
     folder is published."""
-    badge, raw = _urls(repo, branch, folder, name)
+    badge, raw = _urls(repo, branch, folder, name, edition)
     for cell in nb.cells:
         src = cell.source
         src = _BADGE.sub(badge, src)
@@ -301,19 +327,204 @@ def _zh_student(student, master_english: dict[str, str],
     return nb
 
 
+def _zh_code(nb, missing: list) -> None:
+    """Chinese comments in ``nb``'s code cells and Chinese messages in its
+    public checks (zh/code.md); what has no Chinese goes to
+    ``missing``."""
+    import classroom_zh_code as zc
+    try:
+        table = zc.read(ZH_CODE)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.source = zc.translate_code(cell.source, table,
+                                                missing)
+        tests = nb.metadata["otter"]["tests"]
+        for q in tests:
+            tests[q] = zc.translate_test(tests[q], table, missing)
+    except zc.ZhCodeError as e:
+        raise ClassroomError(f"{_rel(ZH_CODE)}: {e}") from e
+
+
 def _quiet_otter_logging() -> None:
     import logging
     logging.getLogger("otter").setLevel(logging.WARNING)
 
 
+#: The checks' helper that says whether a graded function or class was
+#: written in the notebook; a master's test calls ``_own_work(name, obj)``
+#: and the build puts this definition at the top of that test.
+OWN_WORK = '''\
+def _own_work(name, obj, allow=(), pure=False):
+    import types
+    assert obj is not None and obj is not ..., (
+        f"{name} is not defined: run the cell that defines it")
+    mod = getattr(obj, "__module__", None) or type(obj).__module__
+    assert mod == "__main__", (
+        f"{name} is not your code: it comes from {mod}. Write it in its "
+        f"cell of this notebook; imported code earns no points")
+    for b in getattr(obj, "__mro__", ())[1:]:
+        base = f"{b.__module__}.{b.__name__}"
+        assert not (b.__module__.startswith("d2l_densenet")
+                    and b.__name__ not in allow), (
+            f"{name} only inherits {base}: write the code yourself")
+    funcs = ([f for f in vars(obj).values()
+              if isinstance(f, types.FunctionType)]
+             if isinstance(obj, type) else
+             [obj] if isinstance(obj, types.FunctionType) else [])
+    used = set()
+    for f in funcs:
+        todo = [f.__code__]
+        while todo:
+            code = todo.pop()
+            todo += [c for c in code.co_consts
+                     if isinstance(c, types.CodeType)]
+            for n in code.co_names:
+                v = f.__globals__.get(n)
+                m = (v.__name__ if isinstance(v, types.ModuleType)
+                     else getattr(v, "__module__", None)) or ""
+                if n in allow:
+                    continue
+                if m.startswith("d2l_densenet") or (
+                        pure and m.split(".")[0] == "torch"):
+                    used.add(n)
+    names = ", ".join(sorted(used))
+    assert not (used and pure), (
+        f"{name} uses {names} from PyTorch or the package "
+        f"d2l_densenet: compute it from the numbers only")
+    assert not used, (
+        f"{name} uses {names} from the package d2l_densenet: write "
+        f"the code yourself")
+'''
+
+
+def inject_own_work(source: str) -> str:
+    """A test cell's source with OWN_WORK defined at the top of its test
+    function, if the test calls ``_own_work``."""
+    if "_own_work(" not in source:
+        return source
+    tree = ast.parse(source)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef))
+    first = fn.body[0]
+    lines = source.splitlines()
+    indent = " " * first.col_offset
+    helper = [indent + line if line else line
+              for line in OWN_WORK.splitlines()]
+    at = first.lineno - 1
+    return "\n".join(lines[:at] + helper + lines[at:])
+
+
+def requirements(repo: str, tag: str, vers: dict[str, str]) -> list[str]:
+    """The pip requirements of the grading environment: PyTorch's CPU
+    wheels, the package at the release tag, otter-grader; all pinned."""
+    return ["--extra-index-url https://download.pytorch.org/whl/cpu",
+            f"torch=={vers['torch']}",
+            f"torchvision=={vers['torchvision']}",
+            f"torchinfo=={vers['torchinfo']}",
+            f"otter-grader[grading,plugins]=={vers['otter-grader']}",
+            f"d2l-densenet @ git+https://github.com/{repo}@{tag}"]
+
+
+def written_of(master: Path) -> list[dict]:
+    """The written (manual) questions of a master: name, points, prompt,
+    rubric (the solution's markdown cell that starts with
+    ``**Rubric``) and model answer."""
+    import nbformat
+
+    nb = nbformat.read(master, as_version=4)
+    out, current, in_solution = [], None, False
+    for cell in nb.cells:
+        first = (cell.source.strip().splitlines() or [""])[0].strip()
+        if cell.cell_type == "raw" and first == "# BEGIN QUESTION":
+            conf = {}
+            for line in cell.source.splitlines()[1:]:
+                k, _, v = line.partition(":")
+                conf[k.strip()] = v.strip()
+            current = None
+            if conf.get("manual") == "true":
+                current = dict(name=conf["name"],
+                               points=float(conf.get("points", 0)),
+                               prompt="", rubric="", answer="")
+                out.append(current)
+        elif cell.cell_type == "raw" and first == "# END QUESTION":
+            current = None
+        elif cell.cell_type == "raw" and first.startswith(
+                ("# BEGIN SOLUTION", "# END SOLUTION")):
+            in_solution = first.startswith("# BEGIN SOLUTION")
+        elif current is not None and cell.cell_type == "markdown":
+            if not in_solution:
+                current["prompt"] += cell.source
+            elif cell.source.lstrip().startswith("**Rubric"):
+                current["rubric"] += cell.source
+            else:
+                current["answer"] += cell.source
+    for q in out:
+        if not q["rubric"]:
+            raise ClassroomError(
+                f"{master.stem}: written question {q['name']} has no "
+                f"rubric: add a markdown cell starting with **Rubric** to "
+                f"its solution")
+    return out
+
+
+_REPO_LINE = re.compile(r'^REPO = ".*"$', re.M)
+
+
+def prepare_master(master: Path, tmp: Path, repo: str, tag: str,
+                   vers: dict[str, str]) -> Path:
+    """A copy of ``master`` in ``tmp`` to run otter assign on: its
+    grading environment pinned (``environment.yml`` next to it: git, for
+    the package's git URL, and requirements()), the own-work helper in
+    the tests that call it, the install cell pinned to ``tag``.
+    ``repo``: the package's repository."""
+    import nbformat
+
+    nb = nbformat.read(master, as_version=4)
+    env = ["name: otter-env", "channels:", "  - conda-forge",
+           "dependencies:", "  - git", "  - pip", "  - pip:"]
+    env += [f"      - {r}" for r in requirements(repo, tag, vers)]
+    (tmp / "environment.yml").write_text("\n".join(env) + "\n",
+                                         encoding="utf-8")
+    config = nb.cells[0]
+    if not config.source.startswith("# ASSIGNMENT CONFIG"):
+        raise ClassroomError(f"{master.stem}: the first cell must be the "
+                             f"# ASSIGNMENT CONFIG raw cell")
+    config.source = config.source.rstrip() + (
+        "\nenvironment: environment.yml\n"
+        "overwrite_requirements: false")
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source = inject_own_work(cell.source)
+            if _TAG_LINE.search(cell.source):
+                cell.source = _TAG_LINE.sub(f'TAG = "{tag}"', cell.source)
+                cell.source = _REPO_LINE.sub(
+                    f'REPO = "https://github.com/{repo}"', cell.source)
+                cell.source = _OTTER_PIN.sub(
+                    f"otter-grader=={vers['otter-grader']}", cell.source)
+    path = tmp / master.name
+    nbformat.write(nb, path)
+    return path
+
+
 def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
-          repo: str = DEFAULT_REPO, branch: str = DEFAULT_BRANCH,
-          folder: str = DEFAULT_FOLDER) -> dict[str, dict[str, Path]]:
+          repo: str | None = None, branch: str | None = None,
+          folder: str = DEFAULT_FOLDER, tag: str | None = None,
+          package_repo: str | None = None) -> dict[str, dict[str, Path]]:
     """Build the edition into ``out``; returns ``{name: {"student",
-    "student_zh", "checks", "autograder", "solution"}}`` paths."""
+    "student_zh", "checks", "checks_zh", "autograder", "written",
+    "solution"}}`` paths. ``repo``, ``branch``: where student/ is
+    published; ``package_repo``, ``tag``: the package students and the
+    autograder install (``git+https://github.com/PACKAGE_REPO@TAG``);
+    publish.toml's unless given."""
+    pub = publish_settings()
+    repo, branch, tag = (repo or pub["repo"], branch or pub["branch"],
+                         tag or pub["tag"])
+    package_repo = package_repo or pub["repo"]
+    vers = versions()
     todo = masters(names)
-    # Before the slow part: every master's Chinese texts are complete.
+    # Before the slow part: every master's Chinese texts are complete,
+    # every written question has a rubric.
     zh = {m.stem: zh_texts(m) for m in todo}
+    written = {m.stem: written_of(m) for m in todo}
     unused = [] if names else unused_common(zh)
     if unused:
         raise ClassroomError(
@@ -326,7 +537,7 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
     out = Path(out)
     for sub in ("student/zh", "autograder", "solutions", "samples"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    built = {}
+    built, missing = {}, []
     for i, master in enumerate(todo, 1):
         name = master.stem
         start = time.perf_counter()
@@ -334,8 +545,10 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
         print(f"[{i}/{len(todo)}] {name}: otter assign{note}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             result = Path(tmp) / name
+            prepared = prepare_master(master, Path(tmp), package_repo,
+                                      tag, vers)
             try:
-                otter_assign(str(master), str(result), no_pdfs=True,
+                otter_assign(str(prepared), str(result), no_pdfs=True,
                              no_run_tests=not run_tests)
             except Exception as e:  # otter reports failing checks so
                 raise ClassroomError(f"{name}: otter assign failed: "
@@ -355,8 +568,12 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
                 student_zh=out / "student" / "zh" / f"{name}.ipynb",
                 checks=out / "student" / "checks" / name,
                 autograder=out / "autograder" / f"{name}-autograder.zip",
+                written=out / "autograder" / f"{name}-written.json",
                 solution=out / "solutions" / f"{name}.ipynb")
             shutil.copyfile(zips[0], paths["autograder"])
+        paths["written"].write_text(json.dumps(written[name], indent=1,
+                                               ensure_ascii=False),
+                                    encoding="utf-8")
         for nb in (student, solution):
             _publish(nb, name, repo, branch, folder)
         nbformat.write(student, paths["student"])
@@ -366,17 +583,26 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
                    student_markdown(nbformat.read(master, as_version=4))
                    .items()}
         badge_zh, _ = _urls(repo, branch, folder, name, "zh")
-        nbformat.write(_zh_student(student, english, zh[name], name,
-                                   badge_zh), paths["student_zh"])
+        student_zh = _zh_student(student, english, zh[name], name,
+                                 badge_zh)
+        _zh_code(student_zh, missing)
+        _publish(student_zh, name, repo, branch, folder, "zh")
+        nbformat.write(student_zh, paths["student_zh"])
         nbformat.write(solution, paths["solution"])
-        if paths["checks"].exists():
-            shutil.rmtree(paths["checks"])
-        paths["checks"].mkdir(parents=True)
-        for q, text in tests.items():
-            (paths["checks"] / f"{q}.py").write_text(text, encoding="utf-8")
+        paths["checks_zh"] = paths["checks"].parent / "zh" / name
+        for where, nb in ((paths["checks"], student),
+                          (paths["checks_zh"], student_zh)):
+            if where.exists():
+                shutil.rmtree(where)
+            where.mkdir(parents=True)
+            for q, text in nb.metadata["otter"]["tests"].items():
+                (where / f"{q}.py").write_text(text, encoding="utf-8")
         built[name] = paths
         print(f"    {len(tests)} questions with checks; "
               f"{time.perf_counter() - start:.1f} s", flush=True)
+    if missing:
+        import classroom_zh_code as zc
+        raise ClassroomError(zc.missing_report(_rel(ZH_CODE), missing))
     _write_index(out, built, repo, branch, folder)
     first = next(iter(built))
     shutil.copyfile(built[first]["solution"],
@@ -412,143 +638,30 @@ def _write_index(out: Path, built, repo, branch, folder) -> None:
                                                encoding="utf-8")
 
 
-# --- grading ---------------------------------------------------------------
+# --- grading: tools/classroom_grade.py -----------------------------------
 
-def _read_submission(path: Path):
-    import nbformat
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as z:
-            names = [n for n in z.namelist() if n.endswith(".ipynb")
-                     and not n.startswith("__MACOSX")]
-            if len(names) != 1:
-                raise ClassroomError(
-                    f"{path.name}: a zip submission must hold one .ipynb, "
-                    f"found {names}")
-            return nbformat.reads(z.read(names[0]).decode("utf-8"),
-                                  as_version=4)
-    return nbformat.read(path, as_version=4)
-
-
-def _assignment_of(path: Path, known: list[str]) -> str:
-    """The assignment a submission belongs to: the notebook's otter
-    metadata, else the longest known name its file name contains."""
+def grade(folder, name, autograders=DEFAULT_OUT / "autograder",
+          csv_path=None,
+          roster=None, timeout=600, feedback=None):
+    """Grade ``folder``'s submissions to assignment ``name``
+    (classroom_grade.grade); ClassroomError on bad input."""
+    import classroom_grade as cg
     try:
-        nb = _read_submission(path)
-        name = nb.metadata.get("otter", {}).get("assignment_name")
-    except (json.JSONDecodeError, ValueError, KeyError,
-            zipfile.BadZipFile) as e:
-        raise ClassroomError(f"{path.name}: not a readable notebook "
-                             f"({type(e).__name__}: {e})") from e
-    if name in known:
-        return name
-    hits = sorted((n for n in known if n in path.name), key=len)
-    if hits:
-        return hits[-1]
-    raise ClassroomError(
-        f"{path.name}: cannot tell which assignment it is (no otter "
-        f"assignment_name in its metadata and none of {known} in its "
-        f"file name)")
+        return cg.grade(folder, name, autograders, csv_path, roster,
+                        timeout, feedback)
+    except cg.GradeError as e:
+        raise ClassroomError(str(e)) from e
 
 
-def submissions(folder: Path) -> list[Path]:
-    """``.ipynb`` and ``.zip`` files under ``folder`` (checkpoints
-    excluded), sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ClassroomError(f"{folder} is not a folder of submissions")
-    return sorted(
-        p for p in folder.rglob("*")
-        if p.suffix in (".ipynb", ".zip") and p.is_file()
-        and not any(part.startswith(".") for part in
-                    p.relative_to(folder).parts))
-
-
-def grade(folder: Path, autograders: Path = DEFAULT_OUT / "autograder",
-          csv_path: Path | None = None) -> list[dict]:
-    """Grade every submission under ``folder``; print one row each and a
-    total; write ``csv_path`` (default ``folder/grades.csv``). Returns the
-    rows (``submission``, ``assignment``, ``score``, ``possible``,
-    ``percent``, ``error``, ``questions``, ``results``)."""
-    from otter.api import grade_submission
-
-    _quiet_otter_logging()
-    folder, autograders = Path(folder), Path(autograders)
-    zips = {p.name[:-len("-autograder.zip")]: p
-            for p in autograders.glob("*-autograder.zip")}
-    if not zips:
-        raise ClassroomError(
-            f"no autograder zips (*-autograder.zip) in {autograders}; run "
-            f"`make classroom` (or tools/classroom.py build) first")
-    files = submissions(folder)
-    if not files:
-        raise ClassroomError(f"no .ipynb or .zip submissions in {folder}")
-    rows = []
-    for i, path in enumerate(files, 1):
-        rel = str(path.relative_to(folder))
-        start = time.perf_counter()
-        row = dict(submission=rel, assignment="", score=0.0, possible=0.0,
-                   percent=0.0, error="", questions={}, results=None)
-        print(f"[{i}/{len(files)}] grading {rel} ...", flush=True)
-        try:
-            name = _assignment_of(path, sorted(zips))
-            row["assignment"] = name
-            res = grade_submission(str(path), str(zips[name]), quiet=True)
-            row["results"] = res
-            row["questions"] = {
-                q: (res.get_result(q).score, res.get_result(q).possible)
-                for q in res.test_files}
-            row["score"] = float(res.total)
-            row["possible"] = float(res.possible)
-            row["percent"] = 100 * row["score"] / (row["possible"] or 1)
-        except Exception as e:  # one bad submission must not stop the rest
-            row["error"] = f"{type(e).__name__}: {e}"
-        rows.append(row)
-        _print_row(row, time.perf_counter() - start)
-    _print_total(rows)
-    csv_path = Path(csv_path) if csv_path else folder / "grades.csv"
-    _write_csv(rows, csv_path)
-    print(f"wrote {csv_path}")
-    return rows
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
-def _print_row(row: dict, seconds: float) -> None:
-    if row["error"]:
-        print(f"    {row['submission']}: ERROR {row['error']}", flush=True)
-        return
-    qs = ", ".join(f"{q.split('_')[0]} {_fmt(s)}/{_fmt(p)}"
-                   for q, (s, p) in row["questions"].items())
-    print(f"    {row['submission']:<40} {row['assignment']:<22} "
-          f"{_fmt(row['score']):>5}/{_fmt(row['possible']):<5} "
-          f"{row['percent']:5.1f}%  ({qs}; {seconds:.0f} s)", flush=True)
-
-
-def _print_total(rows: list[dict]) -> None:
-    ok = [r for r in rows if not r["error"]]
-    score = sum(r["score"] for r in ok)
-    possible = sum(r["possible"] for r in ok)
-    mean = sum(r["percent"] for r in ok) / len(ok) if ok else 0.0
-    print(f"total: {len(rows)} submission(s), {len(rows) - len(ok)} "
-          f"error(s); {_fmt(score)}/{_fmt(possible)} points; mean "
-          f"{mean:.1f}%", flush=True)
-
-
-def _write_csv(rows: list[dict], path: Path) -> None:
-    questions = sorted({q for r in rows for q in r["questions"]})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["submission", "assignment", "score", "possible",
-                    "percent", *questions, "error"])
-        for r in rows:
-            w.writerow([r["submission"], r["assignment"], _fmt(r["score"]),
-                        _fmt(r["possible"]), f"{r['percent']:.1f}",
-                        *[_fmt(r["questions"][q][0])
-                          if q in r["questions"] else ""
-                          for q in questions], r["error"]])
+def answers(folder, name, autograders=DEFAULT_OUT / "autograder",
+            out=None):
+    """One HTML page of every student's written answers to ``name``
+    (classroom_grade.export_answers)."""
+    import classroom_grade as cg
+    try:
+        return cg.export_answers(folder, name, autograders, out)
+    except cg.GradeError as e:
+        raise ClassroomError(str(e)) from e
 
 
 def main(argv=None) -> int:
@@ -561,26 +674,61 @@ def main(argv=None) -> int:
     b.add_argument("--out", type=Path, default=DEFAULT_OUT)
     b.add_argument("--no-run-tests", action="store_true",
                    help="do not run the checks on the solutions")
-    b.add_argument("--repo", default=DEFAULT_REPO,
-                   help="GitHub OWNER/NAME where student/ is published")
-    b.add_argument("--branch", default=DEFAULT_BRANCH)
+    b.add_argument("--repo", default=None,
+                   help="GitHub OWNER/NAME where student/ is published "
+                   "(default: publish.toml's)")
+    b.add_argument("--branch", default=None,
+                   help="its branch (default: publish.toml's)")
+    b.add_argument("--tag", default=None,
+                   help="the release tag students and the autograder "
+                   "install the package at (default: publish.toml's)")
+    b.add_argument("--package-repo", default=None,
+                   help="GitHub OWNER/NAME of the package (default: "
+                   "publish.toml's repo)")
     b.add_argument("--folder", default=DEFAULT_FOLDER,
                    help="folder of the repository that holds student/")
-    g = sub.add_parser("grade", help="grade a folder of submissions")
+    g = sub.add_parser("grade", help="grade a folder of submissions to "
+                       "one assignment")
     g.add_argument("folder", type=Path)
+    g.add_argument("--assignment", required=True,
+                   help="the assignment to grade, e.g. a_building_blocks")
     g.add_argument("--autograders", type=Path,
                    default=DEFAULT_OUT / "autograder")
-    g.add_argument("--csv", type=Path, default=None)
+    g.add_argument("--roster", type=Path, default=None,
+                   help="CSV of the class (column student, optional "
+                   "name): students without a submission get a row")
+    g.add_argument("--timeout", type=float, default=600,
+                   help="seconds one submission may run (600)")
+    g.add_argument("--csv", type=Path, default=None,
+                   help="grades file to merge into (FOLDER/grades.csv)")
+    g.add_argument("--feedback", type=Path, default=None,
+                   help="folder of the feedback files (FOLDER/feedback)")
+    w = sub.add_parser("answers", help="every student's written answers "
+                       "to one assignment, side by side, as HTML")
+    w.add_argument("folder", type=Path)
+    w.add_argument("--assignment", required=True)
+    w.add_argument("--autograders", type=Path,
+                   default=DEFAULT_OUT / "autograder")
+    w.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     try:
         if args.command == "build":
-            if not re.fullmatch(r"[\w.-]+/[\w.-]+", args.repo):
+            if args.repo and not re.fullmatch(r"[\w.-]+/[\w.-]+",
+                                              args.repo):
                 raise ClassroomError(
                     f"--repo must be OWNER/NAME, got {args.repo!r}")
             build(args.out, args.names, not args.no_run_tests, args.repo,
-                  args.branch, args.folder.strip("/"))
+                  args.branch, args.folder.strip("/"), args.tag,
+                  args.package_repo)
+        elif args.command == "grade":
+            rows = grade(args.folder, args.assignment, args.autograders,
+                         args.csv, args.roster, args.timeout,
+                         args.feedback)
+            if any(r["status"] != "graded" for r in rows):
+                return 1
         else:
-            grade(args.folder, args.autograders, args.csv)
+            answers(args.folder, args.assignment, args.autograders,
+                    args.out)
     except ClassroomError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
