@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     for depth in depths:
         start = time.perf_counter()
         row = {"depth": depth}
-        for name, level in zip(names, LEVELS):
+        for name, level in zip(names, LEVELS, strict=True):
             net = block(args.block, depth, k, level).to(device).train()
             m = peak_memory(net, X)
             grads = sum(p.numel() * p.element_size()

@@ -80,7 +80,8 @@ def test_memory_efficient_dense_block_same_values_and_gradients():
     Y1.square().sum().backward()
     Y2.square().sum().backward()
     assert torch.allclose(X1.grad, X2.grad, atol=1e-5)
-    for (n, p1), p2 in zip(plain.named_parameters(), ckpt.parameters()):
+    for (n, p1), p2 in zip(plain.named_parameters(), ckpt.parameters(),
+                           strict=True):
         assert torch.allclose(p1.grad, p2.grad, atol=1e-4), n
     with torch.no_grad():
         assert torch.equal(plain(X1), ckpt(X1))
@@ -96,6 +97,7 @@ def test_memory_efficient_counts_each_batch_once_in_batchnorm():
     X = torch.randn(4, 3, 5, 5, requires_grad=True)
     plain(X).sum().backward()
     ckpt(X).sum().backward()
-    for (name, b1), b2 in zip(plain.named_buffers(), ckpt.buffers()):
+    for (name, b1), b2 in zip(plain.named_buffers(), ckpt.buffers(),
+                              strict=True):
         assert torch.equal(b1, b2), name
     assert int(ckpt.net[0][0].num_batches_tracked) == 1

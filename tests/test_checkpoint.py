@@ -56,7 +56,7 @@ def test_resume_continues_exactly(tmp_path):
     parts, h_parts = _train(tmp_path / "b", resume=True,
                             scheduler=_step_lr)
     for (name, a), b in zip(whole.state_dict().items(),
-                            parts.state_dict().values()):
+                            parts.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     for key in ("epoch", "train_loss", "train_acc", "test_acc"):
         assert h_whole[key] == h_parts[key]

@@ -93,7 +93,7 @@ def _answered(student, solution):
     blanks = [c for c in _code(student)
               if "otter_answer_cell" in c.metadata.get("tags", [])]
     assert len(answers) == len(blanks) >= 4
-    for blank, answer in zip(blanks, answers):
+    for blank, answer in zip(blanks, answers, strict=True):
         blank.source = answer.source
     return blanks
 
@@ -296,7 +296,7 @@ def test_zh_student_notebooks(edition, name):
         assert saved.read_text(encoding="utf-8") == tests_zh[q]
     english = student_markdown(nbformat.read(MASTERS / f"{name}.ipynb",
                                              as_version=4))
-    for a, b in zip(en.cells, zh.cells):
+    for a, b in zip(en.cells, zh.cells, strict=True):
         if a.cell_type != "markdown":
             continue
         assert b.metadata == a.metadata and _CJK.search(b.source), b.id

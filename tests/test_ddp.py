@@ -43,7 +43,7 @@ def test_train_shards_together_are_the_one_process_batches(n):
     one = _epoch(_loader(n, 8, True), seed=5)
     ranks = [_epoch(_loader(n, 4, True, r, 2), seed=5) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == len(_loader(n, 4, True, 1, 2))
-    together = [sorted(a + b) for a, b in zip(*ranks)]
+    together = [sorted(a + b) for a, b in zip(*ranks, strict=True)]
     cut = n - n % 2  # at most world_size - 1 examples wait an epoch
     flat = [i for batch in one for i in batch][:cut]
     assert together == [sorted(flat[k:k + 8]) for k in range(0, cut, 8)]
@@ -184,7 +184,7 @@ def test_one_rank_failing_stops_every_rank_within_seconds(tmp_path):
     wall = time.perf_counter() - start
     print(f"both processes exited after {wall:.1f} s (with imports)")
     stopped = []
-    for r, (p, (out, err)) in enumerate(zip(procs, outs)):
+    for r, (p, (out, err)) in enumerate(zip(procs, outs, strict=True)):
         print(out.strip())
         assert p.returncode == 1, err
         m = re.search(rf"^rank {r} stopped after ([\d.]+) s with (\w+): ",

@@ -264,7 +264,7 @@ def test_training_names_moved_to_house_train_are_still_found():
     for name in house._MOVED:
         assert getattr(house, name) is getattr(house_train, name)
     with pytest.raises(AttributeError, match="has no attribute 'kfold'"):
-        house.kfold
+        _ = house.kfold
 
 
 @pytest.mark.slow

@@ -183,9 +183,9 @@ def test_other_live_models_are_not_charged():
 
 def _assert_same_state(net, opt, ref, ref_opt):
     for (k, a), (_, b) in zip(net.state_dict().items(),
-                              ref.state_dict().items()):
+                              ref.state_dict().items(), strict=True):
         assert torch.equal(a, b), k     # incl. running stats, batch count
-    for a, b in zip(net.parameters(), ref.parameters()):
+    for a, b in zip(net.parameters(), ref.parameters(), strict=True):
         assert (a.grad is None) == (b.grad is None)
         assert a.grad is None or torch.equal(a.grad, b.grad)
     got, want = opt.state_dict(), ref_opt.state_dict()
@@ -205,14 +205,14 @@ def test_measuring_leaves_model_and_optimizer_as_they_were():
     opt = torch.optim.Adam(net.parameters(), lr=0.01)
     _train_step(net, opt, X, y)        # state, grads and BN stats exist
     ref, ref_opt = copy.deepcopy((net, opt))
-    for a, b in zip(net.parameters(), ref.parameters()):
+    for a, b in zip(net.parameters(), ref.parameters(), strict=True):
         b.grad = a.grad.clone()        # deepcopy leaves gradients behind
     params = list(net.parameters())
     peak_memory(net, X, y, optimizer=opt)
     step_time(net, X, y, optimizer=opt, warmup=1, repeats=2)
-    assert all(a is b for a, b in zip(net.parameters(), params))
+    assert all(a is b for a, b in zip(net.parameters(), params, strict=True))
     assert all(a is b for a, b in zip(opt.param_groups[0]["params"],
-                                      params))
+                                      params, strict=True))
     _assert_same_state(net, opt, ref, ref_opt)
     for m, o in ((net, opt), (ref, ref_opt)):   # training goes on alike
         _train_step(m, o, X, y)

@@ -44,7 +44,8 @@ def pair(model, level, **kwargs):
 
 
 def same_gradients(net, eff):
-    for (name, p), q in zip(net.named_parameters(), eff.parameters()):
+    for (name, p), q in zip(net.named_parameters(), eff.parameters(),
+                            strict=True):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6,
                                    msg=name)
 
@@ -53,7 +54,7 @@ def same_state(net, eff):
     """Same parameters and buffers (BatchNorm's running statistics and
     num_batches_tracked)."""
     for (name, a), b in zip(net.state_dict().items(),
-                            eff.state_dict().values()):
+                            eff.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, msg=name)
 
 
@@ -175,4 +176,5 @@ def test_peak_memory_falls_level_by_level(model):
         net = copy.deepcopy(base)
         net.memory_efficient = level
         extra.append(peak_memory(net, X, y).extra)
-    assert all(b < 0.95 * a for a, b in zip(extra, extra[1:])), extra
+    assert all(b < 0.95 * a for a, b in zip(extra, extra[1:],
+                                            strict=True)), extra

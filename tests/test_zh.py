@@ -59,7 +59,7 @@ def code_shape(code: str) -> list[tuple[int, int, str]]:
 
 
 def first_difference(en: str, zh: str) -> str:
-    for a, b in zip(code_shape(en), code_shape(zh)):
+    for a, b in zip(code_shape(en), code_shape(zh), strict=True):
         if a[1:] != b[1:]:
             return f"English line {a[0]} has {a[2]!r}, zh line {b[0]} " \
                    f"has {b[2]!r}"
@@ -101,7 +101,7 @@ def test_same_cells_and_code(path: Path):
     assert [c["cell_type"] for c in en] == [c["cell_type"] for c in zh], (
         f"{path.name}: the editions' cells differ in number or kind "
         f"({len(en)} English, {len(zh)} Chinese cells)")
-    for i, (a, b) in enumerate(zip(en, zh)):
+    for i, (a, b) in enumerate(zip(en, zh, strict=True)):
         if a["cell_type"] != "code":
             continue
         assert code_shape(source(a)) == code_shape(source(b)), (

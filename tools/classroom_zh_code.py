@@ -46,7 +46,8 @@ def read(path: Path) -> dict[tuple[str, str], str]:
         return {}
     parts = _MARK.split(path.read_text(encoding="utf-8"))
     out = {}
-    for kind, h, body in zip(parts[1::3], parts[2::3], parts[3::3]):
+    for kind, h, body in zip(parts[1::3], parts[2::3], parts[3::3],
+                             strict=True):
         lines = [line for line in body.strip().splitlines()
                  if not line.startswith(">")]
         zh = "\n".join(lines).strip()

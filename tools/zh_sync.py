@@ -57,7 +57,7 @@ def stale_cells(zh_path: Path) -> list[str]:
         return [f"{zh_path.name}: the editions' cells differ in number or "
                 f"kind ({len(en)} English, {len(zh)} Chinese cells)"]
     out = []
-    for i, (a, b) in enumerate(zip(en, zh)):
+    for i, (a, b) in enumerate(zip(en, zh, strict=True)):
         if a["cell_type"] != "markdown":
             continue
         stamp = b.get("metadata", {}).get(KEY, {}).get("en_hash")
@@ -81,7 +81,7 @@ def stamp(zh_path: Path, only: list[int] | None = None) -> int:
         raise SystemExit(f"{zh_path.name}: {len(en)} English cells, "
                          f"{len(nb['cells'])} Chinese: align them first")
     n = 0
-    for i, (a, b) in enumerate(zip(en, nb["cells"])):
+    for i, (a, b) in enumerate(zip(en, nb["cells"], strict=True)):
         if a["cell_type"] != "markdown" or b["cell_type"] != "markdown":
             continue
         if only is not None and i not in only:
