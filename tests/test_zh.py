@@ -230,11 +230,12 @@ def term_problems(texts, rejected) -> list[str]:
         for variant, chosen in rejected.items():
             if variant in text:
                 problems.append(f"{where}: {variant!r} (say {chosen!r})")
-        # "notebook" in Chinese prose, outside code spans, links and paths
+        # "notebook" in a Chinese line, outside code spans, links, paths
         prose = re.sub(r"`[^`]*`|\]\([^)]*\)|\S*/\S*|\S+\.ipynb|<!--.*?-->",
                        "", text, flags=re.S)
-        if re.search(r"[\u4e00-\u9fff]", prose) and re.search(
-                r"(?i)(?<![a-z])notebooks?(?![a-z])", prose):
+        if any(re.search(r"[\u4e00-\u9fff]", line) and re.search(
+                r"(?i)(?<![a-z])notebooks?(?![a-z])", line)
+               for line in prose.splitlines()):
             problems.append(f"{where}: 'notebook' in Chinese prose (say "
                             f"'记事本' or 'Jupyter记事本')")
     return problems
