@@ -58,10 +58,10 @@ def chromium_path() -> str:
         "chromium")
 
 
-@pytest.fixture(scope="session")
-def built_site():
+@functools.lru_cache(maxsize=None)
+def built_site() -> dict:
     """``{"dir": build/site-test, "rows": [...], ...}``: the site, built
-    in smoke mode."""
+    in smoke mode once per test process."""
     import build_site
     from run_notebooks import locked
 

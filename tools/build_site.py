@@ -13,8 +13,8 @@
    outputs and a line saying how it was executed (mode, device, run
    time), a link to its twin in the other edition, the student
    notebooks; then ``sphinx-build`` renders it with myst-nb (stored
-   outputs, nothing executed), with navigation, search and MathJax served
-   from the site (no CDN).
+   outputs, nothing executed), with navigation and search; math is
+   MathML written at build time (site/mathml.py): no CDN, no network.
 """
 from __future__ import annotations
 
@@ -38,20 +38,6 @@ COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LANG = {"en": "en", "zh": "zh-CN"}
 #: Folders of pages in Chinese.
 ZH_FOLDERS = ("zh", "classroom/zh")
-
-
-def _mathjax() -> Path:
-    """MathJax 2 as shipped by the PyPI package jupyter-server-mathjax."""
-    try:
-        import jupyter_server_mathjax
-    except ImportError as e:
-        raise SystemExit(
-            "error: the site serves MathJax itself; install it with "
-            "`pip install jupyter-server-mathjax`") from e
-    static = Path(jupyter_server_mathjax.__file__).parent / "static"
-    if not (static / "MathJax.js").is_file():
-        raise SystemExit(f"error: no MathJax.js in {static}")
-    return static
 
 
 def _depth_prefix(rel: str) -> str:
@@ -172,19 +158,26 @@ def _readme(text: str, edition: str) -> str:
 
 
 def _run_table(rows: list[dict], edition: str) -> str:
-    head = ("| 记事本 | 模式 | 设备 | 用时 | 日期 |\n|---|---|---|---|---|\n"
+    """How each notebook of an edition was executed, linking its page and
+    its twin's."""
+    twins = {(r["edition"], r["name"]) for r in rows}
+    other = "zh" if edition == "en" else "en"
+    up = "" if edition == "en" else "../"
+    head = ("| 记事本 | English | 模式 | 设备 | 用时 | 日期 |\n"
             if edition == "zh" else
-            "| notebook | mode | device | run time | date |\n"
-            "|---|---|---|---|---|\n")
-    body = "".join(
-        f"| {{doc}}`{r['name']} <{r['edition']}/{r['name']}>` | {r['mode']}"
-        f" | {r['device']} | {_seconds(r)}"
-        f"{' (x%d)' % r['repeat'] if r.get('repeat', 1) > 1 else ''}"
-        f" | {r['date']} |\n"
-        for r in rows if r["edition"] == edition)
-    if edition == "zh":
-        body = body.replace("<zh/", "<")
-    return head + body
+            "| notebook | 中文版 | mode | device | run time | date |\n")
+    lines = [head + "|---|---|---|---|---|---|\n"]
+    for r in rows:
+        if r["edition"] != edition:
+            continue
+        twin = (f"{{doc}}`{r['name'][:2]} <{up}{other}/{r['name']}>`"
+                if (other, r["name"]) in twins else "")
+        runs = f" (x{r['repeat']})" if r.get("repeat", 1) > 1 else ""
+        lines.append(
+            f"| {{doc}}`{r['name']} <{up}{edition}/{r['name']}>` | {twin} "
+            f"| {r['mode']} | {r['device']} | {_seconds(r)}{runs} "
+            f"| {r['date']} |\n")
+    return "".join(lines)
 
 
 def pages(mode: str, src: Path) -> dict:
@@ -192,8 +185,6 @@ def pages(mode: str, src: Path) -> dict:
     if src.exists():
         shutil.rmtree(src)
     shutil.copytree(SITE_CONF, src)
-    shutil.copytree(_mathjax(), src / "_static" / "mathjax",
-                    ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     rows = notebook_pages(mode, src)
     student = student_notebooks(src)
     en = [f"en/{r['name']}" for r in rows if r["edition"] == "en"]

@@ -72,14 +72,14 @@ def device_name() -> str:
     import torch
 
     if torch.cuda.is_available():
-        return "GPU: " + torch.cuda.get_device_name(0)
+        return "GPU " + torch.cuda.get_device_name(0)
     model = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return f"CPU: {model}, {os.cpu_count()} cores"
+    return f"CPU {model} ({os.cpu_count()} cores)"
 
 
 def record(nb, source, mode: str, seconds: float, repeat: int = 1):
