@@ -106,8 +106,9 @@ publish: $(STAMP)
 # it prints the command to run.
 BROWSER_DEBS := chromium fonts-noto-cjk
 browser-deps:
-	@if command -v chromium >/dev/null && fc-list :lang=zh | grep -q .; \
-	then echo "browser-deps: chromium and a CJK font are installed"; \
+	@if command -v chromium >/dev/null && { fc-list :lang=zh 2>/dev/null \
+		| grep -q . || ls /usr/share/fonts/*/*/*CJK* \
+		/usr/share/fonts/*/wqy*/* >/dev/null 2>&1; }; then echo "browser-deps: chromium and a CJK font are installed"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends $(BROWSER_DEBS); \
