@@ -83,6 +83,8 @@ def write_settings(path: Path, **values: str | None) -> dict[str, str]:
     tmp.write_text(text, encoding="utf-8")
     try:
         new = publishing.settings(tmp)
+    except ValueError as e:
+        raise ValueError(str(e).replace(str(tmp), str(path))) from None
     finally:
         tmp.unlink()
     Path(path).write_text(text, encoding="utf-8")
