@@ -8,8 +8,18 @@ import time
 from pathlib import Path
 
 import pytest
-from run_notebooks import (edition_of, execute, is_fresh, last_pass,
-                           locked, record, run_dir, run_info, save, series)
+from run_notebooks import (
+    edition_of,
+    execute,
+    is_fresh,
+    last_pass,
+    locked,
+    record,
+    run_dir,
+    run_info,
+    save,
+    series,
+)
 
 PATHS = series("en") + series("zh")
 IDS = [f"{p.parent.name}/{p.name}" for p in PATHS]
