@@ -149,3 +149,15 @@ def test_notebook_02_runs_all_cells_in_jupyterlab(lab, tmp_path):
     assert any("image/png" in o.get("data", {}) for o in outputs)
     text = "".join("".join(o.get("text", "")) for o in outputs)
     assert "smoke" in text, "the kernel did not run in smoke mode"
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_without_chromium_skips_outside_ci_and_fails_under_ci(
+        monkeypatch, ci):
+    import _site
+    monkeypatch.setattr(_site, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setattr(_site.shutil, "which", lambda name, **kw: None)
+    monkeypatch.setenv("CI", ci)
+    expected = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(expected, match="make browser-deps"):
+        _site.require_browser()
