@@ -13,8 +13,9 @@ guide and both READMEs:
   ``https://colab.research.google.com/github/{repo}/blob/{branch}/PATH``
   (PATH kept);
 - each Colab install cell's ``REPO = "https://github.com/{repo}"`` and its
-  pip line ``git+{REPO}@{tag}``: a class keeps the release it started
-  with, not whatever main has become;
+  pip line ``git+{REPO}@{tag}`` (or its ``TAG = "{tag}"`` line where the
+  pip line says ``git+{REPO}@{TAG}``): a class keeps the release it
+  started with, not whatever main has become;
 - every other link to the project's repository (``github.com/{repo}``,
   ``git+https://github.com/{repo}@{tag}``).
 
@@ -39,7 +40,10 @@ COLAB = re.compile(
 REPO_LINE = re.compile(
     r'REPO = (?P<q>\\?")https://github\.com/(?P<repo>' + NAME +
     r')(?P=q)')
-PIP_REPO = re.compile(r"git\+\{REPO\}(?:@(?P<tag>[A-Za-z0-9_./-]+))?")
+# ``git+{REPO}@v0.2.0``, or ``git+{REPO}@{TAG}`` with a TAG line
+PIP_REPO = re.compile(
+    r"git\+\{REPO\}(?:@(?P<tag>\{TAG\}|[A-Za-z0-9_./-]+))?")
+TAG_LINE = re.compile(r'TAG = (?P<q>\\?")(?P<tag>[A-Za-z0-9_./-]*)(?P=q)')
 PIP_URL = re.compile(r"git\+https://github\.com/(?P<repo>[A-Za-z0-9_.-]+/"
                      r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*?)(?:\.git)?"
                      r"(?:@(?P<tag>[A-Za-z0-9_./-]*[A-Za-z0-9_]))?")
@@ -108,7 +112,9 @@ def rewrite(text: str, s: dict[str, str], known: set[str]) -> str:
                    f"{branch}/{m['path']}"), text)
     text = REPO_LINE.sub(
         lambda m: f"REPO = {m['q']}https://github.com/{repo}{m['q']}", text)
-    text = PIP_REPO.sub(f"git+{{REPO}}@{tag}", text)
+    text = PIP_REPO.sub(lambda m: m[0] if m["tag"] == "{TAG}"
+                        else f"git+{{REPO}}@{tag}", text)
+    text = TAG_LINE.sub(lambda m: f"TAG = {m['q']}{tag}{m['q']}", text)
     text = PIP_URL.sub(
         lambda m: (f"git+https://github.com/{repo}@{tag}"
                    if m["repo"] in known | {repo} else m[0]), text)
@@ -141,7 +147,13 @@ def disagreements(root: Path = ROOT,
             if m["repo"] != s["repo"]:
                 out.append(f"{rel}:{_line(text, m.start())}: REPO names "
                            f"{m['repo']}, publish.toml says {s['repo']}")
+        for m in TAG_LINE.finditer(text):
+            if m["tag"] != s["tag"]:
+                out.append(f"{rel}:{_line(text, m.start())}: TAG = "
+                           f"{m['tag']!r}, publish.toml's tag is {s['tag']}")
         for m in PIP_REPO.finditer(text):
+            if m["tag"] == "{TAG}" and TAG_LINE.search(text):
+                continue
             if m["tag"] != s["tag"]:
                 out.append(f"{rel}:{_line(text, m.start())}: pip installs "
                            f"git+{{REPO}}@{m['tag'] or '(default branch)'}"
