@@ -159,3 +159,38 @@ classroom: data
 
 clean:
 	rm -rf $(VENV) build
+
+# The static site of the series (Sphinx + myst-nb) in build/site/: both
+# editions as `make run` executed them (build/run/MODE/; notebooks with no
+# run from their current source are executed first), the README as the
+# landing page, the classroom edition's student notebooks. MODE=smoke
+# for CI; default: the device's mode.
+site: data
+	$(PY) tools/build_site.py $(if $(MODE),--mode $(MODE))
+
+# Point every Colab badge and install cell at publish.toml. `make publish
+# REPO=owner/name BRANCH=main TAG=v0.2.0` writes those into publish.toml
+# first. The tests fail while a place disagrees with it.
+REPO ?=
+BRANCH ?=
+TAG ?=
+publish: $(STAMP)
+	$(PY) tools/publish.py $(if $(REPO),--repo $(REPO)) \
+		$(if $(BRANCH),--branch $(BRANCH)) $(if $(TAG),--tag $(TAG))
+
+# What the browser tests (tests/test_site_browser.py, tests/test_lab.py)
+# need besides the Python packages: Chromium and a font with Chinese
+# glyphs. As root on Debian/Ubuntu (CI) apt-get installs them; otherwise
+# it prints the command to run.
+BROWSER_DEBS := chromium fonts-noto-cjk
+browser-deps:
+	@if command -v chromium >/dev/null && { fc-list :lang=zh 2>/dev/null \
+		| grep -q . || ls /usr/share/fonts/*/*/*CJK* \
+		/usr/share/fonts/*/wqy*/* >/dev/null 2>&1; }; then echo "browser-deps: chromium and a CJK font are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends $(BROWSER_DEBS); \
+	else echo "browser-deps: run: sudo apt-get update && sudo" \
+		"apt-get install -y $(BROWSER_DEBS)" >&2; exit 1; fi
+
+.PHONY: site publish browser-deps

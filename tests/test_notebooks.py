@@ -1,10 +1,25 @@
 """Every notebook runs in smoke mode on the real data, twice in a row in
-one kernel, and is committed without outputs."""
+one kernel, and is committed without outputs. The second pass is kept in
+build/run/smoke/ (as `make run MODE=smoke` would write it), so the site
+tests and `make site MODE=smoke` render it instead of executing the
+notebook again."""
 import json
+import time
 from pathlib import Path
 
 import pytest
-from run_notebooks import execute, series
+from run_notebooks import (
+    edition_of,
+    execute,
+    is_fresh,
+    last_pass,
+    locked,
+    record,
+    run_dir,
+    run_info,
+    save,
+    series,
+)
 
 PATHS = series("en") + series("zh")
 IDS = [f"{p.parent.name}/{p.name}" for p in PATHS]
@@ -38,7 +53,44 @@ def test_notebook_conventions(path: Path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_notebook_runs_twice_in_smoke_mode(path: Path):
-    execute(path, "smoke", timeout=600, repeat=2)
+    target = run_dir("smoke", edition_of(path)) / path.name
+    with locked(target):
+        start = time.perf_counter()
+        nb = execute(path, "smoke", timeout=600, repeat=2)
+        seconds = time.perf_counter() - start
+        n = len(json.loads(path.read_text(encoding="utf-8"))["cells"])
+        assert len(nb.cells) == 2 * n
+        nb = last_pass(nb, 2)
+        record(nb, path, "smoke", seconds, repeat=2)
+        save(nb, target)
+    assert is_fresh(target, path, "smoke")
+
+
+def test_kept_run_says_how_it_was_made(tmp_path):
+    """last_pass keeps the second pass numbered as a single run; the
+    metadata names the mode and the source; a changed source is stale."""
+    import nbformat
+    src = tmp_path / "01_x.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"),
+                nbformat.v4.new_code_cell("print(1)")]
+    nbformat.write(nb, src)
+    run = execute(src, "smoke", timeout=120, repeat=2)
+    assert [c.get("execution_count") for c in run.cells] == [None, 1,
+                                                             None, 2]
+    run = last_pass(run, 2)
+    assert run.cells[1].execution_count == 1
+    assert run.cells[1].outputs[0]["text"] == "1\n"
+    record(run, src, "smoke", 3.0, repeat=2)
+    target = save(run, tmp_path / "out" / src.name, html=False)
+    info = run_info(target)
+    assert info["mode"] == "smoke" and info["repeat"] == 2
+    assert info["device"].startswith(("CPU ", "GPU "))
+    assert is_fresh(target, src, "smoke")
+    assert not is_fresh(target, src, "cpu")
+    nb.cells[1].source = "print(2)"
+    nbformat.write(nb, src)
+    assert not is_fresh(target, src, "smoke")
 
 
 def test_headlines_are_collected():

@@ -47,7 +47,7 @@ def read(path: Path) -> dict[tuple[str, str], str]:
     parts = _MARK.split(path.read_text(encoding="utf-8"))
     out = {}
     for kind, h, body in zip(parts[1::3], parts[2::3], parts[3::3],
-                             strict=True):
+                             strict=False):
         lines = [line for line in body.strip().splitlines()
                  if not line.startswith(">")]
         zh = "\n".join(lines).strip()

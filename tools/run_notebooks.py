@@ -1,17 +1,29 @@
-"""Execute the notebook series headless into ``build/`` (``make run``).
+"""Execute the notebook series headless into ``build/run/`` (``make run``).
 
 ``python tools/run_notebooks.py [--mode gpu|cpu|smoke] [--edition en|zh]
-[--out build] [NOTEBOOK ...]`` runs each notebook top to bottom in a fresh
+[--out DIR] [NOTEBOOK ...]`` runs each notebook top to bottom in a fresh
 kernel (working directory ``notebooks/``), writes the executed notebook
-and an HTML copy into ``--out``, and prints where they are and how long
-each took.
+and an HTML copy into ``--out`` (default ``build/run/MODE/EDITION/``), and
+prints where they are and how long each took.
+
+Each executed notebook keeps its outputs and says how it was made in its
+metadata (``RUN_KEY``: mode, device, seconds, date, a digest of the
+source cells). ``make site`` renders these files; ``ensure()`` reuses
+one whose mode and source still match and executes the others. The
+notebook tests (smoke mode) write their runs to the same place, so a CI
+job that tests and then builds the site executes each notebook once.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import json
 import os
+import platform
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from d2l_densenet.settings import ENV, MODES, run_mode
@@ -23,11 +35,173 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 #: The editions of the series: English and the Chinese edition (中文版).
 EDITIONS = {"en": NOTEBOOKS, "zh": NOTEBOOKS / "zh"}
+#: Executed notebooks: ``RUNS / MODE / EDITION / NAME.ipynb``.
+RUNS = ROOT / "build" / "run"
+#: The notebook metadata key that says how a notebook was executed.
+RUN_KEY = "d2l_densenet_run"
 
 
 def series(edition: str = "en") -> list[Path]:
     """The notebooks of one edition, in order."""
     return sorted(EDITIONS[edition].glob("[0-9][0-9]_*.ipynb"))
+
+
+def edition_of(path: Path) -> str:
+    """``"zh"`` for a notebook in ``notebooks/zh/``, else ``"en"``."""
+    return "zh" if Path(path).resolve().parent.name == "zh" else "en"
+
+
+def run_dir(mode: str, edition: str = "en") -> Path:
+    """Where ``make run`` keeps one mode's executed notebooks."""
+    if edition not in EDITIONS:
+        raise ValueError(f"edition must be one of {sorted(EDITIONS)}, got "
+                         f"{edition!r}")
+    return RUNS / mode / edition
+
+
+def source_digest(nb) -> str:
+    """sha256 of the cells' types and sources (not their outputs): an
+    executed notebook is stale once its source notebook changes."""
+    cells = [[c["cell_type"], "".join(c["source"])] for c in nb["cells"]]
+    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
+
+
+def device_name() -> str:
+    """The device the notebooks ran on, in words: the GPU's name, else
+    the CPU's model and core count."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "GPU " + torch.cuda.get_device_name(0)
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"CPU {model} ({os.cpu_count()} cores)"
+
+
+def record(nb, source, mode: str, seconds: float, repeat: int = 1):
+    """Write how ``nb`` was executed into its metadata (``RUN_KEY``)."""
+    import torch
+
+    nb.metadata[RUN_KEY] = {
+        "mode": mode, "device": device_name(),
+        "seconds": round(seconds, 1), "repeat": repeat,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(), "torch": torch.__version__,
+        "source": Path(source).name,
+        "source_digest": source_digest(source_nb(source)),
+    }
+    return nb
+
+
+def source_nb(path: Path):
+    """The notebook at ``path`` (nbformat 4)."""
+    import nbformat
+
+    return nbformat.read(path, as_version=4)
+
+
+def run_info(path: Path) -> dict | None:
+    """The ``RUN_KEY`` metadata of an executed notebook, or None."""
+    try:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return nb.get("metadata", {}).get(RUN_KEY)
+
+
+def is_fresh(executed: Path, source: Path, mode: str) -> bool:
+    """True when ``executed`` was run in ``mode`` from the current
+    ``source`` (same cells)."""
+    info = run_info(executed)
+    return bool(info and info.get("mode") == mode and
+                info.get("source_digest") == source_digest(
+                    source_nb(source)))
+
+
+@contextlib.contextmanager
+def locked(target: Path):
+    """One process at a time writes or reads ``target`` half-written
+    (pytest-xdist workers, a parallel ``make site``)."""
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        yield
+
+
+def save(nb, target: Path, html: bool = True) -> Path:
+    """Write an executed notebook (and an HTML copy) atomically."""
+    import nbformat
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, target)
+    if html:
+        from nbconvert import HTMLExporter
+
+        page, _ = HTMLExporter().from_notebook_node(nb)
+        target.with_suffix(".html").write_text(page, encoding="utf-8")
+    return target
+
+
+def last_pass(nb, repeat: int):
+    """The last of ``repeat`` passes of an ``execute(..., repeat=)`` run,
+    numbered from 1 as a single run would be."""
+    n = len(nb.cells) // repeat
+    cells = nb.cells[len(nb.cells) - n:]
+    counts = [c.get("execution_count") for c in cells
+              if c.get("execution_count")]
+    shift = min(counts) - 1 if counts else 0
+    for c in cells:
+        if c.get("execution_count"):
+            c["execution_count"] -= shift
+            for out in c.get("outputs", []):
+                if "execution_count" in out:
+                    out["execution_count"] = c["execution_count"]
+    nb.cells = cells
+    return nb
+
+
+def run_one(path: Path, mode: str, out: Path, progress: bool = True):
+    """Execute ``path`` in ``mode``, record how and save it in ``out``;
+    returns ``(target, seconds, nb)``."""
+    start = time.perf_counter()
+    nb = execute(path.resolve(), mode, progress=progress)
+    seconds = time.perf_counter() - start
+    record(nb, path, mode, seconds)
+    return save(nb, out / path.name), seconds, nb
+
+
+def ensure(edition: str, mode: str, out: Path | None = None) -> list[Path]:
+    """The edition's executed notebooks in ``mode``: reused from
+    ``run_dir(mode, edition)`` where fresh, executed where missing or
+    stale. Raises RuntimeError naming the notebooks that failed."""
+    out = out or run_dir(mode, edition)
+    done, failed = [], []
+    for path in series(edition):
+        target = out / path.name
+        with locked(target):
+            if is_fresh(target, path, mode):
+                print(f"  {edition}/{path.name}: reusing {mode}-mode run "
+                      f"({run_info(target)['date']})", flush=True)
+            else:
+                print(f"  {edition}/{path.name}: executing in {mode} mode",
+                      flush=True)
+                try:
+                    run_one(path, mode, out, progress=False)
+                except Exception as e:
+                    failed.append(f"{edition}/{path.name}: "
+                                  f"{type(e).__name__}")
+                    continue
+        done.append(target)
+    if failed:
+        raise RuntimeError("notebooks failed: " + ", ".join(failed))
+    return done
 
 
 def _cell_progress(name: str, total: int):
@@ -101,11 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--edition", choices=sorted(EDITIONS), default="en",
                    help="en: notebooks/, zh: notebooks/zh/ (中文版)")
     p.add_argument("--out", type=Path,
-                   help="default: build/ (en) or build/zh/ (zh)")
+                   help="default: build/run/MODE/EDITION/")
     args = p.parse_args(argv)
-    import nbformat
-    from nbconvert import HTMLExporter
-
     try:
         mode = run_mode(args.mode)
     except ValueError as e:
@@ -117,27 +288,21 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     if args.out is None:
-        args.out = ROOT / "build" / ("" if args.edition == "en"
-                                     else args.edition)
+        args.out = run_dir(mode, args.edition)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"Executing {len(paths)} notebook(s) in {mode} mode into "
           f"{args.out}/", flush=True)
     failed, summary = [], []
     for path in paths:
-        start = time.perf_counter()
         print(f"  {path.name} ...", flush=True)
         try:
-            nb = execute(path.resolve(), mode, progress=True)
+            with locked(args.out / path.name):
+                target, seconds, nb = run_one(path, mode, args.out)
         except Exception as e:   # keep going; report at the end
             failed.append(path.name)
             print(f"FAILED {path.name}: {type(e).__name__}: "
                   f"{str(e).strip().splitlines()[-1:]}", flush=True)
             continue
-        target = args.out / path.name
-        nbformat.write(nb, target)
-        html, _ = HTMLExporter().from_notebook_node(nb)
-        target.with_suffix(".html").write_text(html, encoding="utf-8")
-        seconds = time.perf_counter() - start
         print(f"  {path.name}: {seconds:.0f} s -> {target} (+ .html)",
               flush=True)
         summary.append((path.name, seconds, headlines(nb)))

@@ -1,0 +1,107 @@
+"""What the site and browser tests share: the site built once per test
+session in smoke mode, headless Chromium, a local HTTP server.
+
+The site is built into build/site-test/ (a `make site` in build/site/ is
+left alone) from the smoke-mode runs in build/run/smoke/: the notebook
+tests write them (tests/test_notebooks.py), so a notebook is executed
+here only when no test has run it from its current source. The tests
+using it are in one pytest-xdist group ("site"): one worker builds it.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = ROOT / "build" / "site-test"
+SHOTS = ROOT / "build" / "site-shots"
+CHROMIUM = "/usr/bin/chromium"
+#: Chromium's switches: root needs --no-sandbox; nothing may reach the
+#: network (this machine's is closed).
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu",
+                 "--disable-quic", "--no-first-run",
+                 "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+GROUP = pytest.mark.xdist_group("site")
+
+
+def _missing(what: str) -> None:
+    """Skip, naming what is missing; under CI (CI=true) fail instead: CI
+    must run these tests (`make browser-deps` installs Chromium)."""
+    message = (f"{what} is missing: run `make browser-deps` (Chromium and "
+               f"a CJK font) and `pip install playwright`; browsers are "
+               f"never downloaded (no `playwright install`)")
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (CI=true: not skipped)")
+    pytest.skip(message)
+
+
+def require_browser() -> None:
+    """Chromium and the playwright package, or skip/fail."""
+    if not (os.access(CHROMIUM, os.X_OK) or shutil.which("chromium")):
+        _missing(f"Chromium ({CHROMIUM})")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("the Python package playwright")
+
+
+def chromium_path() -> str:
+    return CHROMIUM if os.access(CHROMIUM, os.X_OK) else shutil.which(
+        "chromium")
+
+
+@functools.lru_cache(maxsize=None)
+def built_site() -> dict:
+    """``{"dir": build/site-test, "rows": [...], ...}``: the site, built
+    in smoke mode once per test process."""
+    import build_site
+    from run_notebooks import locked
+
+    with locked(SITE):
+        laid = build_site.build("smoke", out=SITE,
+                                src=ROOT / "build" / "site-test-src")
+    laid["dir"] = SITE
+    return laid
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve(folder: Path):
+    """Serve ``folder`` on 127.0.0.1 (a free port); yields the base URL."""
+    handler = functools.partial(_Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def browser(user_data_dir: Path, **context_options):
+    """A fresh headless Chromium (Debian's, driven by playwright)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(user_data_dir), executable_path=chromium_path(),
+            headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900}, **context_options)
+        try:
+            yield context
+        finally:
+            context.close()
