@@ -197,9 +197,18 @@ def _check_student(nb, name: str) -> dict[str, str]:
 # en_hash() of the master cell's English: when the English changes, the
 # build says so, and the Chinese is updated with it.
 
+#: Links that the publishing setting rewrites (``make publish``): not
+#: part of the text a translation follows (as in tools/zh_sync.py).
+_PUBLISHED = re.compile(
+    r"https://(colab\.research\.google\.com/github|github\.com)/\S+?"
+    r"(?=[)\s\"'>]|$)")
+
+
 def en_hash(text: str) -> str:
-    """Eight hex digits identifying the English text of a cell."""
-    return hashlib.sha1(text.strip().encode("utf-8")).hexdigest()[:8]
+    """Eight hex digits identifying the English text of a cell, the
+    published repository's links left out."""
+    text = _PUBLISHED.sub("<published-link>", text.strip())
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
 
 
 def read_zh(path: Path) -> dict[str, tuple[str, str]]:
