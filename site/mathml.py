@@ -4,7 +4,7 @@ site shows formulas with no JavaScript, no web fonts and no CDN."""
 from html import escape
 
 from docutils import nodes
-from docutils.utils.math import latex2mathml
+from docutils.utils.math import MathError, latex2mathml
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 def _mathml(tex: str, block: bool) -> str:
     try:
         return latex2mathml.tex2mathml(tex, as_block=block)
-    except SyntaxError as e:   # unsupported LaTeX: warn, show the source
+    except (SyntaxError, MathError) as e:  # unsupported: show the source
         logger.warning(f"math not converted to MathML: {tex!r}: {e}")
         return f'<code class="math-source">{escape(tex)}</code>'
 
