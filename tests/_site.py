@@ -58,7 +58,7 @@ def chromium_path() -> str:
         "chromium")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built_site() -> dict:
     """``{"dir": build/site-test, "rows": [...], ...}``: the site, built
     in smoke mode once per test process."""

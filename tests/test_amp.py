@@ -8,6 +8,7 @@ below is made with the CPU's support report and the measurement patched
 """
 import pytest
 import torch
+from _fakes import FakeClock
 
 from d2l_densenet import amp
 
@@ -140,26 +141,12 @@ def test_measurement_alternates_which_precision_goes_first(monkeypatch):
                      "fp32", "bf16", "bf16", "fp32", "fp32", "bf16"]
 
 
-class _Clock:
-    """A fake ``time`` module: each timed step (two ``perf_counter``
-    calls) lasts the next of ``durations``."""
-
-    def __init__(self, durations):
-        self.durations = list(durations)
-        self.now, self.calls = 0.0, 0
-
-    def perf_counter(self):
-        if self.calls % 2:              # the end of a step
-            self.now += self.durations.pop(0)
-        self.calls += 1
-        return self.now
-
 
 def test_measurement_takes_medians_of_alternating_pairs(monkeypatch):
     """Warm-up fp32, bf16 (slow: must not count), then pairs fp32-bf16,
     bf16-fp32, fp32-bf16. The times are medians, the speed-up the median
     of the per-pair ratios (not best-of, first, last or mean)."""
-    clock = _Clock([9.0, 9.0,        # warm-up
+    clock = FakeClock([9.0, 9.0,        # warm-up
                     0.4, 0.2,        # pair 1: fp32, bf16   ratio 2
                     0.1, 0.5,        # pair 2: bf16, fp32   ratio 5
                     0.3, 0.3])       # pair 3: fp32, bf16   ratio 1
@@ -174,7 +161,7 @@ def test_measurement_takes_medians_of_alternating_pairs(monkeypatch):
 
 def test_measurement_gives_up_when_bf16_is_far_slower(monkeypatch):
     """bf16 4x slower (a CPU without bf16): three pairs, not seven."""
-    clock = _Clock([1.0, 1.0] + [0.1, 0.4, 0.4, 0.1, 0.1, 0.4] + [0.1] * 8)
+    clock = FakeClock([1.0, 1.0] + [0.1, 0.4, 0.4, 0.1, 0.1, 0.4] + [0.1] * 8)
     monkeypatch.setattr(amp, "time", clock)
     timing = amp.measure_amp(pairs=7, warmup=1, give_up=3.0)
     assert len(timing.ratios) == 3 and timing.speedup == pytest.approx(0.25)

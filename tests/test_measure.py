@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from _fakes import FakeClock
 from torch import nn
 
 from d2l_densenet import (
@@ -89,20 +90,6 @@ def test_densenet_needs_more_activation_memory_than_resnet():
     assert d.extra - 2 * d.param_bytes > r.extra - 2 * r.param_bytes
 
 
-class _Clock:
-    """A fake ``time`` module: each timed step (two ``perf_counter``
-    calls) lasts the next of ``durations``."""
-
-    def __init__(self, durations):
-        self.durations = list(durations)
-        self.now, self.calls = 0.0, 0
-
-    def perf_counter(self):
-        if self.calls % 2:
-            self.now += self.durations.pop(0)
-        self.calls += 1
-        return self.now
-
 
 @pytest.mark.parametrize("durations,median", [
     ([0.5, 0.1, 0.3, 0.9, 0.2], 0.3),   # mean 0.4, min 0.1, last 0.2
@@ -112,7 +99,7 @@ def test_step_time_is_the_median_of_the_timed_steps(monkeypatch,
                                                     durations, median):
     """Warm-up steps are not timed: exactly ``repeats`` steps use the
     clock."""
-    clock = _Clock(durations)
+    clock = FakeClock(durations)
     monkeypatch.setattr(measure, "time", clock)
     t = step_time(nn.Linear(10, 2), torch.randn(4, 10), warmup=2,
                   repeats=len(durations))

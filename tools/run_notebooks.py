@@ -23,7 +23,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from d2l_densenet.settings import ENV, MODES, run_mode
@@ -89,7 +89,7 @@ def record(nb, source, mode: str, seconds: float, repeat: int = 1):
     nb.metadata[RUN_KEY] = {
         "mode": mode, "device": device_name(),
         "seconds": round(seconds, 1), "repeat": repeat,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "python": platform.python_version(), "torch": torch.__version__,
         "source": Path(source).name,
         "source_digest": source_digest(source_nb(source)),
