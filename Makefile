@@ -130,7 +130,7 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 lint: $(STAMP)
-	$(PY) -m ruff check d2l_densenet tests benchmarks tools notebooks
+	$(PY) -m ruff check d2l_densenet tests benchmarks tools notebooks site .ci
 
 # The benchmark suite in one run: ratios side by side, and everything in
 # build/benchmarks.json. Pass options through, e.g.
