@@ -63,6 +63,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from publishing import settings, without_published_links
+
 ROOT = Path(__file__).resolve().parent.parent
 MASTERS = ROOT / "notebooks" / "classroom"
 DEFAULT_OUT = ROOT / "build" / "classroom"
@@ -73,8 +75,6 @@ _OTTER_PIN = re.compile(r"otter-grader(==[\w.]+)?")
 
 def publish_settings() -> dict[str, str]:
     """repo, branch and tag from publish.toml (tools/publishing.py)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from publishing import settings
     return settings()
 
 
@@ -197,17 +197,10 @@ def _check_student(nb, name: str) -> dict[str, str]:
 # en_hash() of the master cell's English: when the English changes, the
 # build says so, and the Chinese is updated with it.
 
-#: Links that the publishing setting rewrites (``make publish``): not
-#: part of the text a translation follows (as in tools/zh_sync.py).
-_PUBLISHED = re.compile(
-    r"https://(colab\.research\.google\.com/github|github\.com)/\S+?"
-    r"(?=[)\s\"'>]|$)")
-
-
 def en_hash(text: str) -> str:
     """Eight hex digits identifying the English text of a cell, the
     published repository's links left out."""
-    text = _PUBLISHED.sub("<published-link>", text.strip())
+    text = without_published_links(text.strip())
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
 
 

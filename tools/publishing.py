@@ -8,6 +8,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FILE = ROOT / "publish.toml"
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+#: Links that ``make publish`` rewrites. Hashes of translated text leave
+#: them out (tools/zh_sync.py, tools/classroom.py), so that publishing
+#: the series elsewhere does not make a translation look stale.
+PUBLISHED_LINK = re.compile(
+    r"https://(colab\.research\.google\.com/github|github\.com)/\S+?"
+    r"(?=[)\s\"'>]|$)")
+
+
+def without_published_links(text: str) -> str:
+    """``text`` with every link ``make publish`` rewrites replaced by one
+    placeholder."""
+    return PUBLISHED_LINK.sub("<published-link>", text)
 
 
 def settings(path: Path = FILE) -> dict[str, str]:

@@ -16,25 +16,21 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import sys
 from pathlib import Path
+
+from publishing import without_published_links
 
 ROOT = Path(__file__).resolve().parent.parent
 EN_DIR = ROOT / "notebooks"
 ZH_DIR = EN_DIR / "zh"
 KEY = "d2l_densenet"
-#: Links that the publishing setting rewrites (``make publish``): they
-#: are not part of the text a translation must follow.
-_PUBLISHED = re.compile(
-    r"https://(colab\.research\.google\.com/github|github\.com)/\S+?"
-    r"(?=[)\s\"'>]|$)")
 
 
 def en_hash(text: str) -> str:
     """Hash of an English cell's text, ignoring trailing spaces and the
     published repository's links."""
-    text = _PUBLISHED.sub("<published-link>", text)
+    text = without_published_links(text)
     lines = [line.rstrip() for line in text.strip().splitlines()]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
 
