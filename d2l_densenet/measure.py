@@ -154,7 +154,12 @@ class MemoryReport:
         return self.baseline + self.extra
 
     def __str__(self) -> str:
-        if language() == "zh":
+        return self.text()
+
+    def text(self, lang: str | None = None) -> str:
+        """The report in ``lang`` (``"en"`` or ``"zh"``; None: the
+        reader's language of ``choose(lang=)``)."""
+        if (lang or language()) == "zh":
             s = (f"{self.device}：峰值{self.peak / MiB:.1f} MiB = "
                  f"基线{self.baseline / MiB:.1f} MiB + 单步新增"
                  f"{self.extra / MiB:.1f} MiB（{self.method}）")

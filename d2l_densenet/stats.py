@@ -44,10 +44,12 @@ class PairedResult:
     def tested(self) -> bool:
         return not math.isnan(self.p)
 
-    def verdict(self, a: str = "a", b: str = "b") -> str:
-        """One sentence, in the reader's language (``choose(lang=)``):
-        which is better, no difference detectable, or no test."""
-        zh = language() == "zh"
+    def verdict(self, a: str = "a", b: str = "b",
+                lang: str | None = None) -> str:
+        """One sentence in ``lang`` (``"en"`` or ``"zh"``; None: the
+        reader's language of ``choose(lang=)``): which is better, no
+        difference detectable, or no test."""
+        zh = (lang or language()) == "zh"
         if self.n < MIN_PAIRS:
             return (f"不做检验：只有{self.n}对，一次检验至少需要{MIN_PAIRS}对"
                     if zh else f"no test: {self.n} pair(s), a test needs "
@@ -96,9 +98,10 @@ class McNemarResult:
     only_b: int
     p: float
 
-    def verdict(self, a: str = "a", b: str = "b") -> str:
-        """One sentence, in the reader's language."""
-        zh = language() == "zh"
+    def verdict(self, a: str = "a", b: str = "b",
+                lang: str | None = None) -> str:
+        """One sentence in ``lang`` (None: the reader's language)."""
+        zh = (lang or language()) == "zh"
         if self.only_a + self.only_b == 0:
             return ("不做检验：两种变体答对的样本完全相同" if zh else
                     "no test: both variants got the same examples right")

@@ -71,3 +71,14 @@ def test_verdicts_speak_the_readers_language(monkeypatch):
     assert r.verdict("平均", "最大").startswith("平均更好")
     a = np.array([1] * 30 + [0] * 5, bool)
     assert stats.mcnemar(a, ~a).verdict("平均", "最大").startswith("平均更好")
+
+
+def test_verdict_language_is_passed_not_global():
+    from d2l_densenet.plots import language
+
+    assert language() == "en"
+    r = stats.paired_test([0.9, 0.8, 0.7], [0.5, 0.4, 0.45])
+    assert "更好" in r.verdict("甲", "乙", lang="zh")
+    assert "better" in r.verdict("a", "b", lang="en")
+    m = stats.mcnemar([1, 1, 0, 1], [0, 1, 0, 0])
+    assert "差异" in m.verdict(lang="zh")
