@@ -54,14 +54,14 @@ lock:
 	@echo "constraints.txt refreshed: run make test, then commit it"
 
 # The floors we claim (pyproject's `>=` versions: Colab's) on the oldest
-# Python we claim, in a venv of their own: the fast tests.
+# Python we claim, in a venv of their own: the fast tests. The Python is
+# found by name (.ci/find_python: python3.11 on PATH, uv, pyenv);
+# FLOOR_PYTHON=/path/to/python3.11 names another.
 FLOOR_PYTHON ?= python3.11
 FLOOR_VENV ?= build/venv-floor
 test-floor:
-	@command -v $(FLOOR_PYTHON) >/dev/null || { echo "make test-floor \
-	needs $(FLOOR_PYTHON) (the oldest Python in pyproject.toml); pass \
-	FLOOR_PYTHON=/path/to/python3.11" >&2; exit 1; }
-	test -x $(FLOOR_VENV)/bin/python || $(FLOOR_PYTHON) -m venv $(FLOOR_VENV)
+	test -x $(FLOOR_VENV)/bin/python || { \
+	py=$$(bash .ci/find_python $(FLOOR_PYTHON)) && $$py -m venv $(FLOOR_VENV); }
 	$(FLOOR_VENV)/bin/python .ci/floor_pins.py > $(FLOOR_VENV)/floors.txt
 	$(FLOOR_VENV)/bin/python -m pip --disable-pip-version-check -q \
 		install -c $(FLOOR_VENV)/floors.txt -e '.[dev]'
@@ -79,18 +79,17 @@ test-floor:
 	exit $$rc
 
 # Colab's Python and versions (.ci/colab-versions.txt), without this
-# package: notebooks run in smoke mode through their own Colab install
-# cell, pointed at this checkout's HEAD (.ci/colab_smoke.py).
+# package: notebooks run in smoke mode through their own install cell,
+# pointed at this checkout's HEAD (.ci/colab_smoke.py).
 # COLAB_NOTEBOOKS picks some (default: the English series). Needs the
-# data where the package finds it (make data).
-COLAB_PYTHON ?= /root/.pyenv/versions/3.13.0/bin/python3.13
+# data where the package finds it (make data). Python 3.13 is found by
+# name (.ci/find_python); COLAB_PYTHON=/path/to/python3.13 names another.
+COLAB_PYTHON ?= python3.13
 COLAB_VENV ?= build/venv-colab
 COLAB_NOTEBOOKS ?=
 test-colab:
-	@test -x $(COLAB_PYTHON) || { echo "make test-colab needs Python \
-	3.13 (Colab's) at $(COLAB_PYTHON): install it (pyenv install 3.13) \
-	or pass COLAB_PYTHON=/path/to/python3.13" >&2; exit 1; }
-	test -x $(COLAB_VENV)/bin/python || $(COLAB_PYTHON) -m venv $(COLAB_VENV)
+	test -x $(COLAB_VENV)/bin/python || { \
+	py=$$(bash .ci/find_python $(COLAB_PYTHON)) && $$py -m venv $(COLAB_VENV); }
 	$(COLAB_VENV)/bin/python -m pip --disable-pip-version-check -q \
 		install -r .ci/colab-versions.txt
 	# as on a fresh Colab: what the notebooks install is not there yet
@@ -168,15 +167,42 @@ clean:
 site: data
 	$(PY) tools/build_site.py $(if $(MODE),--mode $(MODE))
 
-# Point every Colab badge and install cell at publish.toml. `make publish
-# REPO=owner/name BRANCH=main TAG=v0.2.0` writes those into publish.toml
-# first. The tests fail while a place disagrees with it.
+# Point every Colab badge, install cell and release link at publish.toml.
+# `make publish REPO=owner/name BRANCH=main VERSION=0.3.0` writes those
+# into publish.toml first (VERSION into pyproject.toml too, and the tag
+# vVERSION unless TAG= names another). The tests fail while a place
+# disagrees with it.
 REPO ?=
 BRANCH ?=
+VERSION ?=
 TAG ?=
 publish: $(STAMP)
 	$(PY) tools/publish.py $(if $(REPO),--repo $(REPO)) \
-		$(if $(BRANCH),--branch $(BRANCH)) $(if $(TAG),--tag $(TAG))
+		$(if $(BRANCH),--branch $(BRANCH)) \
+		$(if $(VERSION),--version $(VERSION)) $(if $(TAG),--tag $(TAG))
+
+# The sdist and the wheel in dist/, checked by `twine check --strict`
+# (the metadata and the README as PyPI renders it). Needs only build and
+# twine (at the lock's versions) in a venv of their own, not make
+# install. dist/ is emptied first.
+DIST_VENV ?= build/venv-dist
+DIST_PY := $(DIST_VENV)/bin/python
+dist:
+	test -x $(DIST_PY) || $(PYTHON) -m venv $(DIST_VENV)
+	$(DIST_PY) -m pip --disable-pip-version-check -q install \
+		-c constraints.txt build twine
+	rm -rf dist
+	$(DIST_PY) -m build --outdir dist .
+	$(DIST_PY) -m twine check --strict dist/*
+
+# The built wheel in a clean venv with the locked versions
+# (constraints.txt): `d2l-densenet --help` and one forward pass
+# (tests/test_wheel.py). Minutes: the locked torch is a few GB.
+test-wheel: dist $(STAMP)
+	D2L_DENSENET_WHEEL_DIR=dist $(PY) -m pytest -p no:cacheprovider \
+		tests/test_wheel.py; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
 
 # What the browser tests (tests/test_site_browser.py, tests/test_lab.py)
 # need besides the Python packages: Chromium and a font with Chinese
@@ -193,4 +219,4 @@ browser-deps:
 	else echo "browser-deps: run: sudo apt-get update && sudo" \
 		"apt-get install -y $(BROWSER_DEBS)" >&2; exit 1; fi
 
-.PHONY: site publish browser-deps
+.PHONY: site publish browser-deps dist test-wheel

@@ -10,11 +10,11 @@ imports the ``google.colab`` stand-in in ``.ci/colab`` first. The
 package therefore comes from the notebook's own install cell, as on
 Colab. The notebook files themselves are never changed.
 
-What the Colab cell must look like for this to work: one code cell
-holds ``if "google.colab" in sys.modules:``, assigns the repository on
-one line, ``REPO = "https://github.com/OWNER/NAME"``, and installs the
-package as ``git+{REPO}`` or ``git+{REPO}@TAG`` (the release tag of
-publish.toml); the copy installs ``git+file://CHECKOUT@HEAD`` instead.
+What the Colab cell must look like for this to work (make publish writes
+it: tools/publish.py): one code cell holds ``"google.colab" in
+sys.modules`` and names what it installs on one line,
+``PACKAGE = "d2l-densenet==VERSION"`` (publish.toml's release on PyPI);
+the copy installs ``d2l-densenet @ git+file://CHECKOUT@HEAD`` instead.
 """
 from __future__ import annotations
 
@@ -34,14 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 STUB = Path(__file__).resolve().parent / "colab"
 #: The English series' notebooks, in order (all of them by default).
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-REPO_LINE = re.compile(r'^REPO = "[^"\n]*"$', re.M)
-PIP_TARGET = re.compile(r"git\+\{REPO\}(?:@[A-Za-z0-9_./-]+)?")
+PACKAGE_LINE = re.compile(r'^PACKAGE = "[^"\n]*"$', re.M)
 COLAB_TEST = '"google.colab" in sys.modules'
 
 
 def head_url() -> str:
-    """``file://`` URL of this checkout at its committed HEAD, the form
-    pip's ``git+URL@REV`` takes."""
+    """``git+file://`` URL of this checkout at its committed HEAD, the
+    form pip's ``d2l-densenet @ git+URL@REV`` takes."""
     rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--",
@@ -51,22 +50,24 @@ def head_url() -> str:
         print("colab_smoke: note: uncommitted changes in d2l_densenet/ or "
               "pyproject.toml are not tested (the notebooks install the "
               f"committed HEAD {rev[:12]})", flush=True)
-    return f"file://{ROOT}@{rev}"
+    return f"git+file://{ROOT}@{rev}"
 
 
 def colab_copy(path: Path, url: str, out: Path) -> Path:
-    """A copy of ``path`` in ``out`` whose Colab cell installs ``url``."""
+    """A copy of ``path`` in ``out`` whose Colab cell installs ``url``
+    (a pip requirement or URL) instead of publish.toml's release."""
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code"
-             and COLAB_TEST in c.source and REPO_LINE.search(c.source)]
-    if len(cells) != 1 or len(REPO_LINE.findall(cells[0].source)) != 1 \
-            or not PIP_TARGET.search(cells[0].source):
+             and COLAB_TEST in c.source and PACKAGE_LINE.search(c.source)]
+    if len(cells) != 1 or len(PACKAGE_LINE.findall(cells[0].source)) != 1:
         sys.exit(f"colab_smoke: {path.name} needs exactly one Colab "
-                 f"install cell (code with `if {COLAB_TEST}:`, one line "
-                 f'`REPO = "..."` and a pip install of git+{{REPO}}); '
-                 f"found {len(cells)} such cell(s)")
-    source = REPO_LINE.sub(f'REPO = "{url}"', cells[0].source)
-    cells[0].source = PIP_TARGET.sub("git+{REPO}", source)
+                 f"install cell (code with `{COLAB_TEST}` and one line "
+                 f'`PACKAGE = "..."`: run make publish); found '
+                 f"{len(cells)} such cell(s)")
+    requirement = url if url.startswith("d2l-densenet") else (
+        f"d2l-densenet @ {url}")
+    cells[0].source = PACKAGE_LINE.sub(f'PACKAGE = "{requirement}"',
+                                       cells[0].source)
     target = out / path.name
     nbformat.write(nb, target)
     return target
