@@ -243,16 +243,15 @@ def test_build_layout(edition):
             assert any("hidden=True" in z.read(t).decode() for t in tests)
             env = z.read("environment.yml").decode()
         # the grading environment is pinned: PyTorch's CPU wheels, the
-        # package at publish.toml's tag
+        # package at publish.toml's release on PyPI
         pub = publish_settings()
         assert "download.pytorch.org/whl/cpu" in env
         assert re.search(r"- torch==\d+\.\d+", env), env
-        assert (f"d2l-densenet @ git+https://github.com/{pub['repo']}@"
-                f"{pub['tag']}") in env
+        assert f"      - d2l-densenet=={pub['version']}\n" in env
         colab = next(c.source for c in student.cells
                      if "Colab only" in c.source)
-        assert f'TAG = "{pub["tag"]}"' in colab
-        assert "git+{REPO}@{TAG}" in colab and "otter-grader==" in colab
+        assert f'PACKAGE = "d2l-densenet=={pub["version"]}"' in colab
+        assert "otter-grader==" in colab
         written = json.loads(paths["written"].read_text(encoding="utf-8"))
         assert all(q["rubric"].startswith("**Rubric") for q in written)
         assert len(written) == (0 if name == A else 1)
@@ -384,9 +383,13 @@ def test_publish_elsewhere(tmp_path):
                   tag="v9.9")
     with zipfile.ZipFile(built["d_memory"]["autograder"]) as z:
         env = z.read("environment.yml").decode()
-    # the package still comes from publish.toml's repository, at the tag
+    # the package still comes from publish.toml's repository, at the
+    # tag given, from git
     pub = publish_settings()
-    assert f"git+https://github.com/{pub['repo']}@v9.9" in env
+    assert f"d2l-densenet @ git+https://github.com/{pub['repo']}@v9.9" in env
+    assert (f'PACKAGE = "d2l-densenet @ git+https://github.com/{pub["repo"]}'
+            f'@v9.9"') in "".join(c.source for c in nbformat.read(
+                built["d_memory"]["student"], as_version=4).cells)
     nb = nbformat.read(built["d_memory"]["student"], as_version=4)
     text = "".join(c.source for c in nb.cells)
     assert ("colab.research.google.com/github/someone/course/blob/fall/hw/"

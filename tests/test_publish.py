@@ -13,7 +13,8 @@ import publishing
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-COPIED = ("notebooks", "README.md", "README.zh.md", "publish.toml")
+COPIED = ("notebooks", "README.md", "README.zh.md", "publish.toml",
+          "pyproject.toml")
 
 
 @pytest.fixture
@@ -54,16 +55,31 @@ def test_scans_every_edition_and_both_readmes():
     assert {"README.md", "README.zh.md"} <= names
 
 
+def _install_cell(path):
+    cells = json.loads(path.read_text("utf-8"))["cells"]
+    found = [("".join(c["source"]), i) for i, c in enumerate(cells)
+             if c["cell_type"] == "code"
+             and publish.COLAB_TEST in "".join(c["source"])
+             and "PACKAGE = " in "".join(c["source"])]
+    assert len(found) == 1, f"{path.name}: {len(found)} install cells"
+    return found[0]
+
+
 def test_changing_the_setting_once_changes_every_badge_and_install_cell(
         repo_copy):
     before = _colab_links(repo_copy)
     n_badges = sum(map(len, before.values()))
     assert n_badges >= 20 + 7   # 20 notebooks, the zh README's table
     rc = publish.main(["--root", str(repo_copy), "--repo", "alice/dn-fork",
-                       "--branch", "spring-2027", "--tag", "v9.8.7"])
+                       "--branch", "spring-2027", "--version", "9.8.7"])
     assert rc == 0
     assert publishing.settings(repo_copy / "publish.toml") == {
-        "repo": "alice/dn-fork", "branch": "spring-2027", "tag": "v9.8.7"}
+        "repo": "alice/dn-fork", "branch": "spring-2027",
+        "version": "9.8.7", "tag": "v9.8.7"}
+    pyproject = (repo_copy / "pyproject.toml").read_text("utf-8")
+    assert '\nversion = "9.8.7"\n' in pyproject
+    assert ('Changelog = "https://github.com/alice/dn-fork/blob/'
+            'spring-2027/CHANGELOG.md"') in pyproject
     after = _colab_links(repo_copy)
     assert sum(map(len, after.values())) == n_badges
     for name, links in after.items():
@@ -76,24 +92,54 @@ def test_changing_the_setting_once_changes_every_badge_and_install_cell(
         if old != "alice/dn-fork":
             assert not re.search(rf"github\.com/{re.escape(old)}"
                                  r"(?![A-Za-z0-9_.-])", text), path
+        assert set(re.findall(r"d2l-densenet==[\w.]+", text)) <= {
+            "d2l-densenet==9.8.7"}, path
         if path.suffix != ".ipynb":
             continue
-        cells = ["".join(c["source"]) for c in json.loads(text)["cells"]
-                 if c["cell_type"] == "code"]
-        install = [c for c in cells if "google.colab" in c
-                   and "REPO = " in c]
-        assert install, f"{path.name}: no Colab install cell"
-        assert 'REPO = "https://github.com/alice/dn-fork"' in install[0]
-        pins = set(re.findall(r"git\+\{REPO\}\S*", install[0]))
-        if pins == {"git+{REPO}@{TAG}"}:
-            assert 'TAG = "v9.8.7"' in install[0]
-        else:
-            assert pins == {"git+{REPO}@v9.8.7"}, pins
-        for line in install[0].splitlines():
+        cell, _ = _install_cell(path)
+        assert '\nPACKAGE = "d2l-densenet==9.8.7"' in cell
+        if publish.edition(path) != "classroom":
+            # how to install from the git tag before the PyPI release
+            assert ('# PACKAGE = "git+https://github.com/alice/dn-fork@'
+                    'v9.8.7"\n') in cell
+        for line in cell.splitlines():
             assert len(line) <= 79
     assert publish.disagreements(repo_copy) == []
     # a second run changes nothing
     assert publish.publish(repo_copy) == []
+
+
+def test_install_cells_take_a_mirror_and_the_zh_cell_names_one():
+    s = publishing.settings(ROOT / "publish.toml")
+    for kind in ("en", "zh"):
+        cell = publish.install_cell(kind, s)
+        assert '\nMIRROR = ""\n' in cell
+        assert '["--index-url", MIRROR] if MIRROR else []' in cell
+    zh = publish.install_cell("zh", s)
+    assert "https://pypi.tuna.tsinghua.edu.cn/simple" in zh
+    assert "中国大陆" in zh
+
+
+def test_a_stale_install_cell_is_named(repo_copy):
+    assert publish.disagreements(repo_copy) == []
+    nb = repo_copy / "notebooks" / "zh" / "03_memory_vs_resnet.ipynb"
+    s = publishing.settings(repo_copy / "publish.toml")
+    text = nb.read_text("utf-8")
+    nb.write_text(text.replace("pip未能安装", "pip没能安装"), "utf-8")
+    bad = publish.disagreements(repo_copy)
+    assert len(bad) == 1 and bad[0].startswith(
+        "notebooks/zh/03_memory_vs_resnet.ipynb: cell 1, the install cell"
+        ), bad
+    # publish.toml's version moved on without make publish: every
+    # notebook's cell, the READMEs' pins and pyproject disagree
+    publish.write_settings(repo_copy / "publish.toml", version="9.0.0")
+    bad = publish.disagreements(repo_copy)
+    assert any(b.startswith("pyproject.toml: version ") for b in bad)
+    assert sum("the install cell" in b for b in bad) == 20
+    publish.publish(repo_copy)
+    assert publish.disagreements(repo_copy) == []
+    assert 'PACKAGE = "d2l-densenet==9.0.0"' in _install_cell(nb)[0]
+    assert s["version"] != "9.0.0"
 
 
 def test_a_disagreeing_badge_is_named(repo_copy):
@@ -130,6 +176,7 @@ def test_check_command_exit_status(repo_copy):
     (["--repo", "no-slash"], "owner/name"),
     (["--tag", 'v1"'], "without quotes"),
     (["--check", "--repo", "a/b"], "--check takes no"),
+    (["--version", "latest"], "PEP 440"),
 ])
 def test_bad_setting_is_refused_before_writing(repo_copy, capsys, args,
                                                message):

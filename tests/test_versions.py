@@ -143,12 +143,12 @@ def test_python_floor_is_the_floor_run():
     assert PROJECT["requires-python"] == f">={floor_python}"
 
 
-def test_release_tag_is_the_version():
-    publish = tomllib.loads((ROOT / "publish.toml").read_text())
-    tags = [v["tag"] for v in publish.values()
-            if isinstance(v, dict) and "tag" in v] + (
-        [publish["tag"]] if "tag" in publish else [])
-    assert tags == [f"v{PROJECT['version']}"]
+def test_release_version_and_tag_are_pyprojects_version():
+    """publish.toml's release (what every install cell pins) is the
+    version being built, and its tag is vVERSION."""
+    publish = tomllib.loads((ROOT / "publish.toml").read_text())["publish"]
+    assert publish["version"] == PROJECT["version"]
+    assert publish["tag"] == f"v{PROJECT['version']}"
 
 
 def _colab_smoke():
@@ -163,14 +163,20 @@ def _colab_smoke():
 @pytest.mark.parametrize("path", sorted(
     (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
 def test_colab_cell_can_be_pointed_at_the_checkout(path, tmp_path):
-    """make test-colab rewrites each notebook's Colab install cell to
-    install this checkout; a cell of another shape fails here first."""
+    """make test-colab rewrites each notebook's install cell to install
+    this checkout instead of the release on PyPI; a cell of another
+    shape fails here first."""
     import nbformat
     colab = _colab_smoke()
-    url = f"file://{ROOT}@{'0' * 40}"
+    url = f"git+file://{ROOT}@{'0' * 40}"
     copy = colab.colab_copy(path, url, tmp_path)
     cells = [c.source for c in nbformat.read(copy, as_version=4).cells
-             if colab.COLAB_TEST in c.source and "REPO = " in c.source]
+             if colab.COLAB_TEST in c.source and "PACKAGE = " in c.source]
     assert len(cells) == 1
-    assert f'REPO = "{url}"' in cells[0]
-    assert re.search(r"pip install .*git\+\{REPO\}\s", cells[0] + "\n")
+    assert f'\nPACKAGE = "d2l-densenet @ {url}"\n' in cells[0]
+    assert "d2l-densenet==" not in cells[0].split("PACKAGE = ")[1]
+    # the original pins publish.toml's release
+    original = nbformat.read(path, as_version=4).cells
+    version = PROJECT["version"]
+    assert any(f'\nPACKAGE = "d2l-densenet=={version}"\n' in c.source
+               for c in original)

@@ -13,9 +13,11 @@ needs no Docker; tools/classroom_grade.py)::
         [--autograders build/classroom/autograder]
     python tools/classroom.py answers FOLDER --assignment NAME [--out F]
 
-REPO, BRANCH and TAG default to publish.toml's (tools/publishing.py);
-students and the autograder install ``git+https://github.com/REPO@TAG``
-(REPO: ``--package-repo``, else publish.toml's). ``build`` writes, for
+REPO and BRANCH default to publish.toml's (tools/publishing.py);
+students and the autograder install publish.toml's release from PyPI
+(``d2l-densenet==VERSION``), or, given ``--tag`` or ``--package-repo``,
+``git+https://github.com/PACKAGE_REPO@TAG`` (each publish.toml's unless
+given). ``build`` writes, for
 every master ``NAME.ipynb``:
 
 * ``student/NAME.ipynb``: the notebook to hand out (no solutions, public
@@ -63,14 +65,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from publishing import settings, without_published_links
+from publishing import pip_requirement, settings, without_published_links
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTERS = ROOT / "notebooks" / "classroom"
 DEFAULT_OUT = ROOT / "build" / "classroom"
 DEFAULT_FOLDER = "classroom"
-_TAG_LINE = re.compile(r'^TAG = ".*"$', re.M)
-_OTTER_PIN = re.compile(r"otter-grader(==[\w.]+)?")
+_PACKAGE_LINE = re.compile(r'^PACKAGE = "[^"\n]*"', re.M)
+# the install cell's "otter-grader==X" (a string, not the comment's name)
+_OTTER_PIN = re.compile(r'(?<=")otter-grader(==[\w.]+)?(?=")')
 
 
 def publish_settings() -> dict[str, str]:
@@ -416,15 +419,16 @@ def inject_own_work(source: str) -> str:
     return "\n".join(lines[:at] + helper + lines[at:])
 
 
-def requirements(repo: str, tag: str, vers: dict[str, str]) -> list[str]:
+def requirements(package: str, vers: dict[str, str]) -> list[str]:
     """The pip requirements of the grading environment: PyTorch's CPU
-    wheels, the package at the release tag, otter-grader; all pinned."""
+    wheels, the package (``package``: the release), otter-grader; all
+    pinned."""
     return ["--extra-index-url https://download.pytorch.org/whl/cpu",
             f"torch=={vers['torch']}",
             f"torchvision=={vers['torchvision']}",
             f"torchinfo=={vers['torchinfo']}",
             f"otter-grader[grading,plugins]=={vers['otter-grader']}",
-            f"d2l-densenet @ git+https://github.com/{repo}@{tag}"]
+            package]
 
 
 def written_of(master: Path) -> list[dict]:
@@ -469,22 +473,19 @@ def written_of(master: Path) -> list[dict]:
     return out
 
 
-_REPO_LINE = re.compile(r'^REPO = ".*"$', re.M)
-
-
-def prepare_master(master: Path, tmp: Path, repo: str, tag: str,
+def prepare_master(master: Path, tmp: Path, package: str,
                    vers: dict[str, str]) -> Path:
     """A copy of ``master`` in ``tmp`` to run otter assign on: its
     grading environment pinned (``environment.yml`` next to it: git, for
     the package's git URL, and requirements()), the own-work helper in
-    the tests that call it, the install cell pinned to ``tag``.
-    ``repo``: the package's repository."""
+    the tests that call it, the install cell pinned to ``package`` (a
+    pip requirement)."""
     import nbformat
 
     nb = nbformat.read(master, as_version=4)
     env = ["name: otter-env", "channels:", "  - conda-forge",
            "dependencies:", "  - git", "  - pip", "  - pip:"]
-    env += [f"      - {r}" for r in requirements(repo, tag, vers)]
+    env += [f"      - {r}" for r in requirements(package, vers)]
     (tmp / "environment.yml").write_text("\n".join(env) + "\n",
                                          encoding="utf-8")
     config = nb.cells[0]
@@ -497,10 +498,9 @@ def prepare_master(master: Path, tmp: Path, repo: str, tag: str,
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.source = inject_own_work(cell.source)
-            if _TAG_LINE.search(cell.source):
-                cell.source = _TAG_LINE.sub(f'TAG = "{tag}"', cell.source)
-                cell.source = _REPO_LINE.sub(
-                    f'REPO = "https://github.com/{repo}"', cell.source)
+            if _PACKAGE_LINE.search(cell.source):
+                cell.source = _PACKAGE_LINE.sub(f'PACKAGE = "{package}"',
+                                                cell.source)
                 cell.source = _OTTER_PIN.sub(
                     f"otter-grader=={vers['otter-grader']}", cell.source)
     path = tmp / master.name
@@ -515,13 +515,15 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
     """Build the edition into ``out``; returns ``{name: {"student",
     "student_zh", "checks", "checks_zh", "autograder", "written",
     "solution"}}`` paths. ``repo``, ``branch``: where student/ is
-    published; ``package_repo``, ``tag``: the package students and the
-    autograder install (``git+https://github.com/PACKAGE_REPO@TAG``);
-    publish.toml's unless given."""
+    published; ``package_repo``, ``tag``: given either, students and the
+    autograder install ``git+https://github.com/PACKAGE_REPO@TAG``
+    (publish.toml's unless given) instead of publish.toml's release on
+    PyPI."""
     pub = publish_settings()
-    repo, branch, tag = (repo or pub["repo"], branch or pub["branch"],
-                         tag or pub["tag"])
-    package_repo = package_repo or pub["repo"]
+    repo, branch = repo or pub["repo"], branch or pub["branch"]
+    package = (f"d2l-densenet @ git+https://github.com/"
+               f"{package_repo or pub['repo']}@{tag or pub['tag']}"
+               if tag or package_repo else pip_requirement(pub))
     vers = versions()
     todo = masters(names)
     # Before the slow part: every master's Chinese texts are complete,
@@ -548,8 +550,7 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
         print(f"[{i}/{len(todo)}] {name}: otter assign{note}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             result = Path(tmp) / name
-            prepared = prepare_master(master, Path(tmp), package_repo,
-                                      tag, vers)
+            prepared = prepare_master(master, Path(tmp), package, vers)
             try:
                 otter_assign(str(prepared), str(result), no_pdfs=True,
                              no_run_tests=not run_tests)
@@ -683,8 +684,9 @@ def main(argv=None) -> int:
     b.add_argument("--branch", default=None,
                    help="its branch (default: publish.toml's)")
     b.add_argument("--tag", default=None,
-                   help="the release tag students and the autograder "
-                   "install the package at (default: publish.toml's)")
+                   help="a git tag students and the autograder install "
+                   "the package at (default: publish.toml's release on "
+                   "PyPI)")
     b.add_argument("--package-repo", default=None,
                    help="GitHub OWNER/NAME of the package (default: "
                    "publish.toml's repo)")
