@@ -8,12 +8,17 @@ D2L_DENSENET_WHEEL_DIR=dist; it takes minutes (the locked torch is a few
 GB), so `make test` skips it and `.ci/run` runs `make test-wheel` as a
 step of its own.
 """
+import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 import venv
+import zipfile
+from email.parser import Parser
 from pathlib import Path
 
 import pytest
@@ -113,6 +118,65 @@ def test_one_forward_pass_from_the_installed_package(installed):
     assert version == VERSION
     # the venv's copy, not the checkout's
     assert Path(path).is_relative_to(python.parent.parent), path
+
+
+def _setup_py():
+    spec = importlib.util.spec_from_file_location("setup_py",
+                                                  ROOT / "setup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)   # setup() runs only as __main__
+    return module
+
+
+#: a markdown link whose target is neither absolute nor an anchor
+RELATIVE_LINK = re.compile(r"\]\((?![a-zA-Z][a-zA-Z0-9+.-]*:|#)[^)]*\)")
+
+
+def test_pypi_readme_has_only_absolute_links(tmp_path):
+    """PyPI resolves no relative link: setup.py points each one at the
+    file in publish.toml's repository and branch."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert RELATIVE_LINK.search(readme), "README.md has no relative link"
+    text = _setup_py().pypi_readme(ROOT)
+    assert not RELATIVE_LINK.findall(text)
+    pub = tomllib.loads((ROOT / "publish.toml").read_text())["publish"]
+    assert (f"](https://github.com/{pub['repo']}/blob/{pub['branch']}/"
+            f"README.zh.md)") in text
+    # and it follows publish.toml
+    (tmp_path / "README.md").write_text("[a](docs/x.md) [b](#top) "
+                                        "[c](https://d2l.ai)")
+    (tmp_path / "publish.toml").write_text(
+        '[publish]\nrepo = "bob/fork"\nbranch = "dev"\n')
+    assert _setup_py().pypi_readme(tmp_path) == (
+        "[a](https://github.com/bob/fork/blob/dev/docs/x.md) [b](#top) "
+        "[c](https://d2l.ai)")
+
+
+def test_dist_holds_the_notebooks_not_the_classroom_masters():
+    """The sdist carries both editions' notebooks (a PyPI mirror serves
+    them); neither it nor the wheel holds a classroom master (they have
+    the solutions); the wheel's page is the absolute-link README."""
+    wheel = _wheel()
+    (sdist,) = Path(WHEEL_DIR).resolve().glob(
+        f"d2l_densenet-{VERSION}.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = [n.split("/", 1)[1] for n in tar.getnames() if "/" in n]
+    notebooks = [n for n in names if n.endswith(".ipynb")]
+    assert len([n for n in notebooks if re.match(r"notebooks/\d\d_", n)]) \
+        == len([n for n in notebooks if re.match(r"notebooks/zh/\d\d_", n)]) \
+        == 7
+    assert not [n for n in names if "classroom/" in n and "notebooks" in n]
+    assert {"LICENSE", "LICENSES/CC-BY-SA-4.0.txt", "CHANGELOG.md",
+            "README.zh.md"} <= set(names)
+    with zipfile.ZipFile(wheel) as z:
+        assert not [n for n in z.namelist() if n.endswith(".ipynb")]
+        meta_name = f"d2l_densenet-{VERSION}.dist-info/METADATA"
+        meta = Parser().parsestr(z.read(meta_name).decode())
+    assert meta["License-Expression"] == "MIT AND CC-BY-SA-4.0"
+    assert meta["Description-Content-Type"] == "text/markdown"
+    body = meta.get_payload()
+    assert body.startswith("# d2l-densenet")
+    assert not RELATIVE_LINK.findall(body)
 
 
 def test_the_check_can_fail(tmp_path):
