@@ -96,6 +96,8 @@ _SERIES = {
 # mirror's index URL ("" for PyPI). A release not on PyPI yet installs
 # from its git tag: set
 # PACKAGE = "{git}"
+# Other platforms, mirrors, CPU-only PyTorch: the README, "Installing
+# the package".
 """,
         ipython="IPython shows the message only",
         message="""\
@@ -110,6 +112,8 @@ _SERIES = {
 # 例如清华大学的镜像：MIRROR = "https://pypi.tuna.tsinghua.edu.cn/simple"
 # 尚未发布到PyPI的版本可以从它的git标签安装，把PACKAGE改为：
 # PACKAGE = "{git}"
+# 只用CPU的PyTorch、手动放置数据等在中国大陆的做法：见README.zh.md的
+# “在中国大陆使用”一节。
 """,
         ipython="IPython只显示这条消息",
         message="""\
