@@ -142,9 +142,10 @@ benchmark: $(STAMP)
 # zips and solutions in build/classroom/ (the solutions' checks run while
 # building), then grades the two sample submissions there (a solution and
 # a blank notebook). Where build/classroom/student/ is published and the
-# release tag students and the autograder install: publish.toml;
-# CLASSROOM_REPO=owner/name, CLASSROOM_BRANCH, CLASSROOM_TAG override it,
-# CLASSROOM_FOLDER names the repository's folder.
+# release students and the autograder install (d2l-densenet==VERSION
+# from PyPI): publish.toml; CLASSROOM_REPO=owner/name and
+# CLASSROOM_BRANCH override where, CLASSROOM_TAG installs that git tag
+# instead, CLASSROOM_FOLDER names the repository's folder.
 CLASSROOM_FOLDER ?= classroom
 CLASSROOM_ARGS = $(if $(CLASSROOM_REPO),--repo $(CLASSROOM_REPO)) \
 	$(if $(CLASSROOM_BRANCH),--branch $(CLASSROOM_BRANCH)) \
