@@ -10,8 +10,6 @@ import re
 import tomllib
 from pathlib import Path
 
-from setuptools import setup
-
 HERE = Path(__file__).resolve().parent
 # a markdown link's target that is neither absolute (scheme:, /) nor an
 # anchor in the page (#)
@@ -28,5 +26,9 @@ def pypi_readme(root: Path = HERE) -> str:
 
 
 if __name__ == "__main__":
+    # imported here: tests/test_wheel.py imports pypi_readme() where
+    # setuptools may be missing (a Python 3.12+ venv has none)
+    from setuptools import setup
+
     setup(long_description=pypi_readme(),
           long_description_content_type="text/markdown")
