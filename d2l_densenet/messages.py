@@ -79,6 +79,13 @@ MESSAGES: dict[str, dict[str, str]] = {
     # --- run modes and options (settings.py) ----------------------------
     "settings.banner": {"en": "{mode} mode on {where}: {shown}\n({note})",
                         "zh": "{mode}模式，设备{where}：{shown}\n（{note}）"},
+    "settings.bad_mode": {"en": "{env} must be one of {modes}, got {mode!r}",
+                          "zh": "{env}只能是{modes}之一，而不是{mode!r}"},
+    "settings.no_gpu": {
+        "en": "{env}=gpu but no GPU is available to PyTorch (looked for "
+              "{accelerators}); use cpu or smoke",
+        "zh": "{env}=gpu，但PyTorch找不到GPU（查找了{accelerators}）；"
+              "请改用cpu或smoke"},
     "settings.books": {"en": "the book's settings", "zh": "书中的设置"},
     "settings.reduced": {
         "en": "reduced from the GPU settings ({book}); results differ from "

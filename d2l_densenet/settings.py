@@ -58,11 +58,11 @@ def run_mode(mode: str | None = None) -> str:
         "cpu" if devices.default_device().type == "cpu" else "gpu")
     mode = mode.strip().lower()
     if mode not in MODES:
-        raise ValueError(f"{ENV} must be one of {MODES}, got {mode!r}")
+        raise ValueError(text("settings.bad_mode", env=ENV, modes=MODES,
+                              mode=mode))
     if mode == "gpu" and devices.default_device().type == "cpu":
-        raise ValueError(f"{ENV}=gpu but no GPU is available to PyTorch "
-                         f"(looked for {', '.join(devices.ACCELERATORS)}); "
-                         f"use cpu or smoke")
+        raise ValueError(text("settings.no_gpu", env=ENV, accelerators=", "
+                              .join(devices.ACCELERATORS)))
     return mode
 
 

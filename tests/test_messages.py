@@ -128,3 +128,50 @@ def test_choose_sets_the_language_of_the_commands_it_starts(capsys):
                         "0"], env=env(), capture_output=True, text=True,
                        timeout=300)
     assert r.stderr.startswith("error: argument --epochs")
+
+
+def test_run_notebooks_speaks_the_readers_language(monkeypatch, capsys):
+    """``make run EDITION=zh`` (D2L_DENSENET_LANG=zh) or ``--lang zh``:
+    the tool's own lines are Chinese; a bad language is refused."""
+    monkeypatch.delenv("D2L_DENSENET_MODE", raising=False)
+    monkeypatch.setattr("d2l_densenet.devices.default_device",
+                        lambda: __import__("torch").device("cpu"))
+    assert run_notebooks.main(["--lang", "zh", "--mode", "gpu"]) == 2
+    assert capsys.readouterr().err == (
+        "错误：D2L_DENSENET_MODE=gpu，但PyTorch找不到GPU（查找了cuda, mps, "
+        "xpu）；请改用cpu或smoke\n")
+    monkeypatch.setenv(LANG_ENV, "zh")
+    with messages.using(None):
+        hook = run_notebooks._cell_progress("01_x", 5)
+        hook({"cell_type": "code", "source": "print(1)"}, 2)
+    assert capsys.readouterr().out.startswith(
+        "    01_x 第3/5个单元格（")
+    monkeypatch.setenv(LANG_ENV, "xx")
+    assert run_notebooks.main([]) == 2
+    assert "D2L_DENSENET_LANG must be one of en, zh, got 'xx'" in \
+        capsys.readouterr().err
+
+
+def test_model_errors_and_weight_warnings_follow_the_language(monkeypatch):
+    """What notebooks 01 and 05 show a Chinese reader: the input-size
+    error and the pretrained-weights warning (class names stay
+    English)."""
+    import torch
+
+    import d2l_densenet as dd
+
+    monkeypatch.setenv(LANG_ENV, "zh")
+    net = dd.densenet()
+    with pytest.raises(ValueError, match="^输入图像为28×28，但DenseNet至少"
+                                         "需要29×29"):
+        net(torch.zeros(1, 1, 28, 28))
+    sd = dd.densenet121(num_classes=1000).state_dict()
+    with pytest.warns(UserWarning, match="^权重中的分类器有1000个类别，"
+                                         "模型有10个"):
+        dd.load_weights(dd.densenet121(num_classes=10), sd)
+    with pytest.warns(UserWarning, match=r"^权重中的起始模块"):
+        dd.load_weights(dd.densenet121(in_channels=1), sd)
+    monkeypatch.setenv(LANG_ENV, "en")
+    with pytest.raises(ValueError, match="^Input images are 28x28, but "
+                                         "DenseNet needs at least 29x29"):
+        net(torch.zeros(1, 1, 28, 28))
