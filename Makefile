@@ -107,6 +107,9 @@ test-colab:
 data: $(STAMP)
 	$(PY) tools/get_data.py
 
+# The edition's language for what get_data.py and run_notebooks.py print
+# (a target-specific variable: `data`, run for `run`, gets it too).
+run: export D2L_DENSENET_LANG = $(EDITION)
 run: data
 	$(PY) tools/run_notebooks.py --edition $(EDITION) $(if $(MODE),--mode $(MODE))
 

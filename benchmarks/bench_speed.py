@@ -56,7 +56,7 @@ from torch import nn  # noqa: E402
 from torch.utils import data as tud  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from d2l_densenet import amp, data, models, settings  # noqa: E402
+from d2l_densenet import amp, data, devices, models, settings  # noqa: E402
 from d2l_densenet.amp import AMP_DTYPES  # noqa: E402
 from d2l_densenet.train import train_ch6  # noqa: E402
 
@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = (settings.default_device() if args.device == "auto"
+    device = (devices.default_device() if args.device == "auto"
               else torch.device(args.device))
     name = args.recipe if args.recipe != "auto" else (
         "gpu" if device.type == "cuda" else "cpu")

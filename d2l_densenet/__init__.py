@@ -21,78 +21,53 @@ The public API (re-exports only), one concern per module:
 * ``amp``      -- the precision choice (bf16 measured on a CPU)
 * ``measure``  -- parameters, peak memory, step time
 * ``settings`` -- run modes (gpu / cpu / smoke) and the CLI's recipes
+* ``devices``  -- ``default_device`` and device descriptions
+* ``messages`` -- what the package says, in English and Chinese
 * ``cli``      -- ``python -m d2l_densenet`` and ``d2l-densenet``
+
+Names are imported on first use (PEP 562): ``import d2l_densenet`` loads
+no module of its own, nor torch, torchvision or pandas; ``dd.densenet``
+loads ``models`` (and torch), ``dd.read_house_data`` loads ``house``
+(and pandas), ``dd.densenet121`` loads ``family``, whose torchvision
+weights enums are built when first asked for.
 """
-from .blocks import DenseBlock, conv_block, transition_block
-from .data import (
-    CorruptDataError,
-    DataNotFoundError,
-    TensorLoader,
-    balanced_indices,
-    fashion_mnist_datasets,
-    find_fashion_mnist,
-    get_fashion_mnist_labels,
-    load_data_fashion_mnist,
-)
-from .family import (
-    DENSENET_BC_CONFIGS,
-    WEIGHT_URLS,
-    DenseBlockBC,
-    DenseLayerBC,
-    DenseNetBC,
-    TransitionBC,
-    densenet121,
-    densenet161,
-    densenet169,
-    densenet201,
-    densenet264,
-    load_weights,
-    remap_legacy_keys,
-)
-from .house import (
-    HouseDataCorruptError,
-    HouseDataNotFoundError,
-    HousePreprocessor,
-    find_house_data,
-    house_features,
-    preprocess_book,
-    read_house_data,
-    submission_frame,
-)
-from .house_train import k_fold, log_rmse
-from .measure import (
-    MemoryReport,
-    Timer,
-    count_parameters,
-    parameter_table,
-    peak_memory,
-    saved_tensor_bytes,
-    step_time,
-    tensor_bytes,
-)
-from .memory_efficient import MEMORY_EFFICIENT_LEVELS
-from .mlp import (
-    DenseLinearBlock,
-    DenseMLP,
-    dense_linear_block,
-    dense_mlp,
-    transition_linear_block,
-)
-from .models import DenseNet, Residual, ResNet, densenet, resnet18
-from .train import accuracy, evaluate_accuracy, train_ch6
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
 
-def _version() -> str:
-    """The installed package's version (pyproject.toml is the one place
-    it is written); "0+unknown" when run from a checkout not installed."""
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("d2l-densenet")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-__version__ = _version()
+#: Each public name and the module that defines it.
+_EXPORTS = {
+    "blocks": ("conv_block", "DenseBlock", "transition_block"),
+    "memory_efficient": ("MEMORY_EFFICIENT_LEVELS",),
+    "models": ("DenseNet", "Residual", "ResNet", "densenet", "resnet18"),
+    "data": ("load_data_fashion_mnist", "fashion_mnist_datasets",
+             "find_fashion_mnist", "balanced_indices", "TensorLoader",
+             "get_fashion_mnist_labels", "DataNotFoundError",
+             "CorruptDataError"),
+    "train": ("train_ch6", "evaluate_accuracy", "accuracy"),
+    "measure": ("count_parameters", "parameter_table", "peak_memory",
+                "saved_tensor_bytes", "step_time", "tensor_bytes",
+                "MemoryReport", "Timer"),
+    "family": ("DenseLayerBC", "DenseBlockBC", "TransitionBC", "DenseNetBC",
+               "DENSENET_BC_CONFIGS", "WEIGHT_URLS", "load_weights",
+               "remap_legacy_keys", "densenet121", "densenet161",
+               "densenet169", "densenet201", "densenet264"),
+    "mlp": ("DenseMLP", "DenseLinearBlock", "dense_linear_block",
+            "dense_mlp", "transition_linear_block"),
+    "house": ("read_house_data", "find_house_data", "house_features",
+              "HousePreprocessor", "preprocess_book", "submission_frame",
+              "HouseDataNotFoundError", "HouseDataCorruptError"),
+    "house_train": ("k_fold", "log_rmse"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items()
+          for name in names}
+#: The package's modules, also reachable as attributes (``dd.family``).
+_SUBMODULES = ("amp", "blocks", "checkpoints", "checks", "cli", "data",
+               "devices", "distributed", "family", "files", "house",
+               "house_train", "measure", "memory_efficient", "messages",
+               "mlp", "models", "plots", "progress", "settings", "stats",
+               "train")
 
 __all__ = [
     "conv_block", "DenseBlock", "transition_block",
@@ -115,3 +90,94 @@ __all__ = [
     "log_rmse", "submission_frame", "HouseDataNotFoundError",
     "HouseDataCorruptError",
 ]
+
+
+def _version() -> str:
+    """The installed package's version (pyproject.toml is the one place
+    it is written); "0+unknown" when run from a checkout not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("d2l-densenet")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def __getattr__(name: str):
+    """Import a public name's module on first use (PEP 562)."""
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}",
+                                                __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    elif name == "__version__":
+        value = _version()
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute "
+                             f"{name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES)
+                  | {"__version__"})
+
+
+if TYPE_CHECKING:  # what the names are, for type checkers and editors
+    from .blocks import DenseBlock, conv_block, transition_block
+    from .data import (
+        CorruptDataError,
+        DataNotFoundError,
+        TensorLoader,
+        balanced_indices,
+        fashion_mnist_datasets,
+        find_fashion_mnist,
+        get_fashion_mnist_labels,
+        load_data_fashion_mnist,
+    )
+    from .family import (
+        DENSENET_BC_CONFIGS,
+        WEIGHT_URLS,
+        DenseBlockBC,
+        DenseLayerBC,
+        DenseNetBC,
+        TransitionBC,
+        densenet121,
+        densenet161,
+        densenet169,
+        densenet201,
+        densenet264,
+        load_weights,
+        remap_legacy_keys,
+    )
+    from .house import (
+        HouseDataCorruptError,
+        HouseDataNotFoundError,
+        HousePreprocessor,
+        find_house_data,
+        house_features,
+        preprocess_book,
+        read_house_data,
+        submission_frame,
+    )
+    from .house_train import k_fold, log_rmse
+    from .measure import (
+        MemoryReport,
+        Timer,
+        count_parameters,
+        parameter_table,
+        peak_memory,
+        saved_tensor_bytes,
+        step_time,
+        tensor_bytes,
+    )
+    from .memory_efficient import MEMORY_EFFICIENT_LEVELS
+    from .mlp import (
+        DenseLinearBlock,
+        DenseMLP,
+        dense_linear_block,
+        dense_mlp,
+        transition_linear_block,
+    )
+    from .models import DenseNet, Residual, ResNet, densenet, resnet18
+    from .train import accuracy, evaluate_accuracy, train_ch6

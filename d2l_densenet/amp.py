@@ -15,6 +15,10 @@ decided is recorded in the checkpoint (its ``amp`` setting), and the
 command line's ``--resume`` reuses that choice instead of measuring
 again. Under ``torchrun`` rank 0 measures and every rank uses its
 answer (:func:`resolve_amp`).
+
+Every decision comes with its reasons as codes with fields
+(:class:`~d2l_densenet.messages.Message`); their words, in English and
+Chinese, live in the one message table (``messages.MESSAGES``).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import torch
 from torch import nn
 
 from .distributed import decided_by_rank0
+from .messages import Message, join
 
 __all__ = ["AMP_DTYPES", "AMP_CHOICES", "AMP_ENV", "AMP_MIN_SPEEDUP",
            "CLOSE_MARGIN", "AmpChoice", "AmpTiming", "cpu_bf16_support",
@@ -63,35 +68,41 @@ class AmpTiming:
 @dataclass(frozen=True)
 class AmpChoice:
     """The CPU's autocast decision: ``amp`` is ``"bf16"`` or None (fp32);
-    ``reason`` says why; ``close`` is True when the measured speed ratio
+    ``reason`` says why (message codes: :meth:`text` renders them);
+    ``close`` is True when the measured speed ratio
     was near ``AMP_MIN_SPEEDUP`` (another run may decide otherwise); the
     times are one training step of a small conv block in each precision
     (None where not measured)."""
 
     amp: str | None
-    reason: str
+    reason: tuple[Message, ...]
     fp32_ms: float | None = None
     bf16_ms: float | None = None
     close: bool = False
 
+    def text(self, lang: str | None = None) -> str:
+        """The reason in ``lang`` (None: the reader's language)."""
+        return join(self.reason, lang)
+
     def __str__(self) -> str:
-        return f"amp={self.amp or 'none (fp32)'}: {self.reason}"
+        return (f"amp={self.amp or Message('amp.none_fp32')}: "
+                f"{self.text()}")
 
 
-def cpu_bf16_support() -> tuple[bool, str]:
+def cpu_bf16_support() -> tuple[bool, Message]:
     """Whether oneDNN reports bf16 support on this CPU, and a note."""
     cap = torch.backends.cpu.get_cpu_capability()
     if not torch.backends.mkldnn.is_available():
-        return False, f"this PyTorch has no oneDNN (CPU: {cap})"
+        return False, Message("amp.no_onednn", cpu=cap)
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     if check is None:  # not exposed by this PyTorch: let timing decide
-        return True, f"CPU {cap}, bf16 support not reported"
+        return True, Message("amp.bf16_not_reported", cpu=cap)
     try:
         ok = bool(check())
     except RuntimeError:
-        return True, f"CPU {cap}, bf16 support not reported"
-    return ok, (f"oneDNN reports {'' if ok else 'no '}bf16 support "
-                f"(CPU {cap})")
+        return True, Message("amp.bf16_not_reported", cpu=cap)
+    return ok, Message("amp.onednn_bf16" if ok else "amp.onednn_no_bf16",
+                       cpu=cap)
 
 
 def measure_amp(pairs: int = 7, warmup: int = 2, channels_last: bool = True,
@@ -150,26 +161,28 @@ def cpu_amp_choice() -> AmpChoice:
             raise ValueError(f"{AMP_ENV} must be bf16 or none, got "
                              f"{forced!r}")
         return AmpChoice(None if forced == "none" else "bf16",
-                         f"set by {AMP_ENV}={forced}")
+                         (Message("amp.set_by_env", env=AMP_ENV,
+                                  value=forced),))
     ok, note = cpu_bf16_support()
     if not ok:
-        return AmpChoice(None, f"{note}; fp32")
+        return AmpChoice(None, (note, Message("amp.fp32")))
     timing = measure_amp()
     speedup = timing.speedup
     close = abs(speedup / AMP_MIN_SPEEDUP - 1) <= CLOSE_MARGIN
     ms = dict(fp32_ms=timing.fp32_s * 1e3, bf16_ms=timing.bf16_s * 1e3,
               close=close)
-    spread = (f"median of {len(timing.ratios)} alternating pairs, "
-              f"{min(timing.ratios):.2f}x to {max(timing.ratios):.2f}x")
-    warn = (f"; a close call (within {CLOSE_MARGIN:.0%} of the "
-            f"{AMP_MIN_SPEEDUP}x threshold): another run may choose "
-            f"otherwise, set {AMP_ENV} or --amp to fix it" if close else "")
+    spread = Message("amp.spread", pairs=len(timing.ratios),
+                     low=min(timing.ratios), high=max(timing.ratios))
+    warn = ((Message("amp.close_call", margin=CLOSE_MARGIN,
+                     needed=AMP_MIN_SPEEDUP, env=AMP_ENV),) if close
+            else ())
     if speedup >= AMP_MIN_SPEEDUP:
-        return AmpChoice("bf16", f"{note}; measured bf16 {speedup:.2f}x "
-                                 f"faster than fp32; {spread}{warn}", **ms)
-    return AmpChoice(None, f"{note}; measured bf16 at {speedup:.2f}x "
-                           f"fp32's speed (needs >= {AMP_MIN_SPEEDUP}x); "
-                           f"{spread}{warn}", **ms)
+        return AmpChoice("bf16", (note, Message("amp.faster",
+                                                speedup=speedup),
+                                  spread, *warn), **ms)
+    return AmpChoice(None, (note, Message("amp.not_faster", speedup=speedup,
+                                          needed=AMP_MIN_SPEEDUP),
+                            spread, *warn), **ms)
 
 
 def cpu_amp() -> str | None:
@@ -178,25 +191,28 @@ def cpu_amp() -> str | None:
     return cpu_amp_choice().amp
 
 
-def resolve_amp(amp: str | None, device) -> tuple[str | None, str]:
+def resolve_amp(amp: str | None,
+                device) -> tuple[str | None, tuple[Message, ...]]:
     """Turn an ``amp`` setting (``"auto"``, ``"none"``/None, ``"bf16"``,
-    ``"fp16"``) into ``train_ch6``'s ``amp`` for ``device``, with a
-    reason to print. ``"auto"``: measured on a CPU (:func:`cpu_amp`; by
-    rank 0 only under torchrun, every rank gets its answer); bf16 on a
-    GPU that supports it."""
+    ``"fp16"``) into ``train_ch6``'s ``amp`` for ``device``, with the
+    reason as message codes (``messages.join(reason, lang)`` renders
+    it). ``"auto"``: measured on a CPU (:func:`cpu_amp`; by rank 0 only
+    under torchrun, every rank gets its answer); bf16 on a GPU that
+    supports it."""
     if amp is None or amp == "none":
-        return None, "fp32"
+        return None, (Message("amp.fp32"),)
     if amp not in AMP_CHOICES:
         raise ValueError(f"amp must be one of {AMP_CHOICES} or None, got "
                          f"{amp!r}")
     if amp != "auto":
-        return amp, "as asked"
+        return amp, (Message("amp.as_asked"),)
     device = torch.device(device)
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
-            return "bf16", "the GPU supports bf16"
-        return None, "the GPU has no bf16; fp32"
+            return "bf16", (Message("amp.gpu_bf16"),)
+        return None, (Message("amp.gpu_no_bf16"), Message("amp.fp32"))
     if device.type != "cpu":
-        return None, f"no autocast decision for {device.type}; fp32"
+        return None, (Message("amp.no_decision", device=device.type),
+                      Message("amp.fp32"))
     choice = decided_by_rank0(cpu_amp_choice)
     return choice.amp, choice.reason

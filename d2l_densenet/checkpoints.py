@@ -30,6 +30,7 @@ from .distributed import (
     sum_over_ranks,
     world,
 )
+from .messages import text
 
 __all__ = ["CHECKPOINT_FORMAT", "KEEP", "CheckpointError",
            "checkpoint_files", "save_checkpoint", "load_checkpoint",
@@ -170,8 +171,8 @@ class Checkpoints:
                 f"the processes found different checkpoints in "
                 f"{self.dir}; it must be one folder shared by all")
         if done:
-            say(f"resuming from {self.last_saved}: epoch {done} of "
-                f"{num_epochs} done")
+            say(text("checkpoint.resuming", path=self.last_saved,
+                     done=done, total=num_epochs))
         return done
 
     def _resume(self, resume: bool, history: dict) -> int:

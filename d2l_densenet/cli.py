@@ -17,6 +17,11 @@ while running (a diverged loss, a checkpoint that cannot be used, a full
 disk, out of memory, an internal error), also in one line, with
 ``--debug`` showing the traceback; 130 interrupted. The console script
 ``d2l-densenet`` is :func:`main`.
+
+What it prints is in the reader's language: ``--lang en|zh``, else
+``$D2L_DENSENET_LANG`` (which the Chinese notebooks' ``choose(...,
+lang="zh")`` sets), else English; the book's per-epoch lines of
+``train_ch6`` stay as the book prints them.
 """
 from __future__ import annotations
 
@@ -35,13 +40,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from . import checkpoints, data, models, settings
+from . import checkpoints, data, devices, models, settings
 from .amp import AMP_CHOICES
 from .checkpoints import CheckpointError
 from .distributed import RankFailedError, agreed
+from .messages import LANG_ENV, LANGUAGES, language, text, using
 from .train import OPTIMIZERS, DivergedError, train_ch6
 
-__all__ = ["main", "parser", "train", "run", "UsageError"]
+__all__ = ["main", "parser", "train", "UsageError"]
 
 PROG = "python -m d2l_densenet"
 #: Fashion-MNIST: examples in the training and test sets, classes.
@@ -93,7 +99,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         """One line, no usage block: the option, the value, what is
         accepted."""
-        self.exit(2, f"error: {message} (see {PROG} --help)\n")
+        self.exit(2, text("cli.usage", message=message, prog=PROG) + "\n")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter,
@@ -204,9 +210,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue from the latest checkpoint in "
                         "--checkpoint-dir")
+    p.add_argument("--lang", choices=LANGUAGES,
+                   help=f"language of what is printed: en or zh (default: "
+                        f"${LANG_ENV}, else en); the per-epoch lines stay "
+                        f"as the book prints them")
     p.add_argument("--debug", action="store_true",
                    help="on a failure, show the traceback")
     return p
+
+
+def _lang_option(argv: list[str]) -> str | None:
+    """``--lang``'s value if ``argv`` gives a valid one, before the whole
+    command line is parsed (so that even a usage error is said in it)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--lang")
+    with contextlib.suppress(SystemExit):
+        lang = p.parse_known_args(argv)[0].lang
+        return lang if lang in LANGUAGES else None
+    return None
 
 
 def _torchrun() -> tuple[int, int, int, int]:
@@ -229,7 +250,7 @@ def _device(text: str, local_rank: int, local_world: int,
     """``--device`` as a torch.device, checked against what is there."""
     spec = text.strip().lower()
     if spec == "auto":
-        spec = settings.default_device().type
+        spec = devices.default_device().type
     m = re.fullmatch(r"cpu|mps|xpu|cuda(?::(\d+))?", spec)
     if not m:
         raise ValueError(f"--device {text!r} is not one of auto, cpu, "
@@ -237,7 +258,7 @@ def _device(text: str, local_rank: int, local_world: int,
     if spec == "cpu":
         return torch.device("cpu")
     if spec in ("mps", "xpu"):  # one device, one process (untested here)
-        if settings.default_device().type != spec:
+        if devices.default_device().type != spec:
             raise ValueError(f"--device {spec}: PyTorch sees no {spec} "
                              f"device here; use --device cpu or auto")
         if world > 1:
@@ -309,12 +330,9 @@ def _build(args) -> torch.nn.Module:
 def _check_resize(net, resize: int) -> None:
     side, need = resize or 28, net.min_input_size()
     if side < need:
-        raise ValueError(
-            f"--resize {resize}: images of {side}x{side} (0 keeps 28x28) "
-            f"are too small, {type(net).__name__} needs at least "
-            f"{need}x{need} (its down-sampling shrinks smaller ones to "
-            f"nothing); use --resize {max(need, 32)} or more (the book "
-            f"uses 96)")
+        raise ValueError(text("cli.too_small", resize=resize, side=side,
+                              model=type(net).__name__, need=need,
+                              use=max(need, 32)))
 
 
 def _recipe(args, device: torch.device, world: int) -> tuple[str, dict]:
@@ -345,8 +363,7 @@ def _amp(args) -> str | None:
         return args.amp  # None: the recipe's, resolved by train_options
     path, saved = found[0], found[1]["amp"] or "none"
     if args.amp in (None, "auto"):
-        print(f"amp={saved}: the precision {path} was trained in "
-              f"(--resume keeps it; not measured again)")
+        print(text("cli.amp_resumed", amp=saved, path=path))
         return saved
     if args.amp != saved:
         raise CheckpointError(
@@ -359,34 +376,40 @@ def _amp(args) -> str | None:
 def train(argv: list[str] | None = None) -> dict:
     """Parse ``argv``, train, print the final test accuracy and return
     the history. Bad input raises :class:`UsageError` before any data
-    is loaded."""
+    is loaded. What it prints is in ``--lang`` (else
+    ``$D2L_DENSENET_LANG``, else English)."""
     args = parser().parse_args(argv)
     try:
-        rank, world, local_rank, local_world = _torchrun()
-        device = _device(args.device, local_rank, local_world, world)
-        _check(args, world)
-        name, recipe = _recipe(args, device, world)
-        net = _build(args)
-        _check_resize(net, recipe["resize"])
+        lang = language(args.lang)
     except ValueError as e:
         raise UsageError(str(e)) from e
-    # Only rank 0 prints; the others' output would repeat it.
-    quiet = (contextlib.redirect_stdout(io.StringIO()) if rank
-             else contextlib.nullcontext())
-    with quiet:
-        return _train(args, device, name, recipe, net, rank, world)
+    with using(lang):
+        try:
+            rank, world, local_rank, local_world = _torchrun()
+            device = _device(args.device, local_rank, local_world, world)
+            _check(args, world)
+            name, recipe = _recipe(args, device, world)
+            net = _build(args)
+            _check_resize(net, recipe["resize"])
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+        # Only rank 0 prints; the others' output would repeat it.
+        quiet = (contextlib.redirect_stdout(io.StringIO()) if rank
+                 else contextlib.nullcontext())
+        with quiet:
+            return _train(args, device, name, recipe, net, rank, world)
 
 
 def _train(args, device, name, recipe, net, rank, world) -> dict:
-    note = "" if name == "gpu" else (
-        f" (reduced from the book's {settings.RECIPES['gpu']}; results "
-        f"differ from the book)")
-    print(f"{name.upper()} recipe on {device}: {recipe}{note}")
+    note = "" if name == "gpu" else text("cli.reduced",
+                                         book=settings.RECIPES["gpu"])
+    print(text("cli.recipe", name=name.upper(), device=device,
+               recipe=recipe) + note)
     if world > 1:
-        print(f"{world} processes, {recipe['batch_size'] // world} "
-              f"examples each per step")
+        print(text("cli.processes", world=world,
+                   each=recipe["batch_size"] // world))
     elif args.sync_bn:
-        print("--sync-bn has no effect in a single process")
+        print(text("cli.sync_bn_alone"))
     if world > 1:
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -424,10 +447,12 @@ def _train(args, device, name, recipe, net, rank, world) -> dict:
         if dist.is_initialized():
             dist.destroy_process_group()
     minutes = (time.perf_counter() - start) / 60
-    where = (f"on {history['test_examples']:,} Fashion-MNIST test images"
-             if history["test_examples"] else "(from the checkpoint)")
-    print(f"final test accuracy {history['test_acc'][-1]:.4f} {where} "
-          f"after {minutes:.1f} min")
+    if history["test_examples"]:
+        print(text("cli.final_tested", acc=history["test_acc"][-1],
+                   n=history["test_examples"], minutes=minutes))
+    else:
+        print(text("cli.final_saved", acc=history["test_acc"][-1],
+                   minutes=minutes))
     return history
 
 
@@ -447,32 +472,36 @@ def main(argv: list[str] | None = None) -> int:
         "WORLD_SIZE", "1")
     who = f"[rank {rank}] " if world not in ("", "1") else ""
     try:
+        lang = language(_lang_option(argv))
+    except ValueError as e:  # a bad $D2L_DENSENET_LANG: said in English
+        print(who + text("cli.error", "en", message=e), file=sys.stderr)
+        return 2
+    with using(lang):
+        return _main(argv, debug, rank, who)
+
+
+def _main(argv: list[str], debug: bool, rank: str, who: str) -> int:
+    try:
         train(argv)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else 0
     except KeyboardInterrupt:
-        print(f"{who}interrupted", file=sys.stderr)
+        print(who + text("cli.interrupted"), file=sys.stderr)
         return 130
     except UsageError as e:
-        print(f"{who}error: {e}", file=sys.stderr)
+        print(who + text("cli.error", message=e), file=sys.stderr)
         return 2
     except Exception as e:
         if debug:
             traceback.print_exc()
         if _is_oom(e):
             first = (str(e).splitlines() or [""])[0]
-            message = (f"out of memory ({first}); lower --batch-size or "
-                       f"--resize, or try --amp bf16")
+            message = text("cli.out_of_memory", first=first)
         elif isinstance(e, KNOWN_FAILURES):
             message = str(e)
         else:
-            message = (f"internal error, {type(e).__name__}: {e} (run "
-                       f"again with --debug for the traceback)")
+            message = text("cli.internal", kind=type(e).__name__, error=e)
         if not (isinstance(e, RankFailedError) and rank != "0"):
-            print(f"{who}error: {message}", file=sys.stderr)
+            print(who + text("cli.error", message=message), file=sys.stderr)
         return 1
     return 0
-
-
-#: The former name of :func:`main`.
-run = main

@@ -28,11 +28,10 @@ import os
 from pathlib import Path
 
 import torch
-import torchvision
 from torch.nn import functional as F
 from torch.utils import data
-from torchvision import transforms
 
+from .devices import default_device
 from .files import CorruptFileError, DataFiles, MissingDataError
 
 __all__ = ["load_data_fashion_mnist", "fashion_mnist_datasets",
@@ -88,6 +87,8 @@ def cache_root() -> Path:
 
 
 def _fetch(target: Path) -> None:
+    import torchvision  # imported where needed: it takes seconds
+
     for train in (True, False):
         torchvision.datasets.FashionMNIST(root=str(target), train=train,
                                           download=True)
@@ -136,6 +137,8 @@ def find_fashion_mnist(root: str | os.PathLike | None = None,
 
 
 def _raw_datasets(root, download):
+    import torchvision
+
     tv_root = str(find_fashion_mnist(root, download))
     return tuple(torchvision.datasets.FashionMNIST(
         root=tv_root, train=train, download=False) for train in (True, False))
@@ -144,6 +147,8 @@ def _raw_datasets(root, download):
 def fashion_mnist_datasets(resize=None, root=None, download: bool = True):
     """The book's datasets: ``(mnist_train, mnist_test)`` with ToTensor and,
     if ``resize`` is given, a PIL Resize first."""
+    from torchvision import transforms
+
     trans = [transforms.ToTensor()]
     if resize:
         trans.insert(0, transforms.Resize(resize))
@@ -251,7 +256,6 @@ class TensorLoader:
         self.epoch = 0
         self.generator = torch.Generator()
         if device is None:
-            from .settings import default_device
             device = default_device()
         self.device = torch.device(device)
         self.images = images.to(self.device)

@@ -8,6 +8,7 @@ torchvision's weights API (``DenseNet121_Weights.IMAGENET1K_V1``).
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import warnings
@@ -15,7 +16,6 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import torch
-import torchvision
 from torch import nn
 from torch.nn import functional as F
 
@@ -27,10 +27,13 @@ from .memory_efficient import (
     forward_stages,
     memory_level,
 )
+from .messages import text
 from .models import CheckedInput
 
+# WEIGHTS and WEIGHT_URLS: made on first use (the module's __getattr__).
 __all__ = ["DenseLayerBC", "DenseBlockBC", "TransitionBC", "DenseNetBC",
-           "DENSENET_BC_CONFIGS", "WEIGHTS", "WEIGHT_URLS", "load_weights",
+           "DENSENET_BC_CONFIGS", "load_weights",
+           "WEIGHTS", "WEIGHT_URLS",  # noqa: F822
            "remap_legacy_keys", "densenet121", "densenet161", "densenet169",
            "densenet201", "densenet264"]
 
@@ -168,16 +171,36 @@ class TransitionBC(nn.Sequential):
         self.out_channels = num_channels
 
 
-#: torchvision's ImageNet weights enums, by model name.
-WEIGHTS = {
-    "densenet121": torchvision.models.DenseNet121_Weights.IMAGENET1K_V1,
-    "densenet161": torchvision.models.DenseNet161_Weights.IMAGENET1K_V1,
-    "densenet169": torchvision.models.DenseNet169_Weights.IMAGENET1K_V1,
-    "densenet201": torchvision.models.DenseNet201_Weights.IMAGENET1K_V1,
-}
-#: Their URLs (the file names carry the SHA-256 prefix that
-#: ``check_hash=True`` verifies).
-WEIGHT_URLS = {name: w.url for name, w in WEIGHTS.items()}
+#: The models torchvision publishes ImageNet weights for.
+_PUBLISHED = ("densenet121", "densenet161", "densenet169", "densenet201")
+
+
+@functools.cache
+def _weights() -> dict:
+    """``WEIGHTS``: torchvision's weights enums, built on first use
+    (importing ``torchvision.models`` takes seconds)."""
+    from torchvision import models
+
+    return {name: getattr(models, name.replace("densenet", "DenseNet")
+                          + "_Weights").IMAGENET1K_V1
+            for name in _PUBLISHED}
+
+
+@functools.cache
+def _weight_urls() -> dict[str, str]:
+    return {name: w.url for name, w in _weights().items()}
+
+
+def __getattr__(name: str):
+    """``WEIGHTS`` (torchvision's ImageNet weights enums, by model name)
+    and ``WEIGHT_URLS`` (their URLs; the file names carry the SHA-256
+    prefix that ``check_hash=True`` verifies), made on first use."""
+    if name == "WEIGHTS":
+        return _weights()
+    if name == "WEIGHT_URLS":
+        return _weight_urls()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Table 1 of the paper: (growth_rate, block_config, num_init_features).
 DENSENET_BC_CONFIGS = {
@@ -317,24 +340,16 @@ def _adapt_head_and_stem(model: nn.Module, sd: dict) -> None:
     w, mine = sd.get("classifier.weight"), own.get("classifier.weight")
     if (w is not None and mine is not None and w.dim() == 2
             and w.shape[1] == mine.shape[1] and w.shape[0] != mine.shape[0]):
-        warnings.warn(
-            f"The weights' classifier has {w.shape[0]} classes, the model "
-            f"{mine.shape[0]} (num_classes={mine.shape[0]}): the "
-            f"classifier is NOT loaded and keeps its fresh random init; "
-            f"everything else is pretrained. Fine-tune before use.",
-            UserWarning, stacklevel=3)
+        warnings.warn(text("family.new_classifier", theirs=w.shape[0],
+                           ours=mine.shape[0]), UserWarning, stacklevel=3)
         sd["classifier.weight"] = mine
         sd["classifier.bias"] = own["classifier.bias"]
     w, mine = sd.get("features.conv0.weight"), own.get("features.conv0.weight")
     if (w is not None and mine is not None and w.dim() == 4
             and w.shape[1] != mine.shape[1]):
         if w.shape[1] == 3 and mine.shape[1] == 1:
-            warnings.warn(
-                "The weights' stem (features.conv0) takes 3 (RGB) "
-                "channels, the model 1 (in_channels=1): the RGB filters "
-                "are summed, so a gray image gives the response of the "
-                "same image repeated in R, G and B. Fine-tune before use.",
-                UserWarning, stacklevel=3)
+            warnings.warn(text("family.summed_stem"), UserWarning,
+                          stacklevel=3)
             sd["features.conv0.weight"] = w.sum(dim=1, keepdim=True)
         else:
             raise ValueError(
@@ -395,12 +410,12 @@ def _resolve_weights(name: str, weights, pretrained: bool):
         weights = "imagenet"
     if weights is None:
         return None
-    if name not in WEIGHTS:
+    if name not in _PUBLISHED:
         raise ValueError(
             f"There are no published ImageNet weights for {name} "
-            f"(torchvision has them for {', '.join(sorted(WEIGHTS))}); "
+            f"(torchvision has them for {', '.join(_PUBLISHED)}); "
             f"use weights=None and train it")
-    enum = WEIGHTS[name]
+    enum = _weights()[name]
     if weights in ("imagenet", "DEFAULT", "IMAGENET1K_V1", enum):
         return enum
     raise ValueError(

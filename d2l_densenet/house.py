@@ -280,16 +280,3 @@ def submission_frame(test_data: pd.DataFrame,
                          f"{len(test_data)} test rows")
     return pd.DataFrame({ID: test_data[ID].to_numpy(), TARGET: preds})
 
-
-#: Moved to ``house_train.py``; ``house.NAME`` still finds them (the
-#: notebooks' ``house.k_fold`` etc.) until every caller imports
-#: ``house_train``.
-_MOVED = ("log_rmse", "get_k_fold_data", "train_house", "k_fold",
-          "fit_and_predict")
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        from . import house_train
-        return getattr(house_train, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

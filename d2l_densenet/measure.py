@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .plots import language
+from .messages import Message, text
 
 __all__ = ["count_parameters", "parameter_table", "tensor_bytes",
            "saved_tensor_bytes", "MemoryReport", "peak_memory",
@@ -139,11 +139,13 @@ class MemoryReport:
     the step allocated on top of that (activations, gradients,
     workspaces). ``peak = baseline + extra``. ``rss_extra``: on CPU, the
     growth of the process's resident-memory high-water mark during a step
-    (Linux).
+    (Linux). ``method``: how the peak was measured, a
+    :class:`~d2l_densenet.messages.Message` (``method.text(lang)``; a
+    plain ``str`` is shown as it is).
     """
 
     device: str
-    method: str
+    method: Message | str
     baseline: int
     extra: int
     param_bytes: int
@@ -158,20 +160,14 @@ class MemoryReport:
 
     def text(self, lang: str | None = None) -> str:
         """The report in ``lang`` (``"en"`` or ``"zh"``; None: the
-        reader's language of ``choose(lang=)``)."""
-        if (lang or language()) == "zh":
-            s = (f"{self.device}：峰值{self.peak / MiB:.1f} MiB = "
-                 f"基线{self.baseline / MiB:.1f} MiB + 单步新增"
-                 f"{self.extra / MiB:.1f} MiB（{self.method}）")
-            if self.rss_extra is not None:
-                s += (f"；进程常驻内存（RSS）最高水位增长"
-                      f"{self.rss_extra / MiB:.1f} MiB")
-            return s
-        s = (f"{self.device}: peak {self.peak / MiB:.1f} MiB = baseline "
-             f"{self.baseline / MiB:.1f} MiB + step {self.extra / MiB:.1f} "
-             f"MiB ({self.method})")
+        reader's language, :func:`~d2l_densenet.messages.language`)."""
+        method = (self.method.text(lang) if isinstance(self.method, Message)
+                  else self.method)
+        s = text("measure.report", lang, device=self.device,
+                 peak=self.peak / MiB, baseline=self.baseline / MiB,
+                 extra=self.extra / MiB, method=method)
         if self.rss_extra is not None:
-            s += f"; RSS high-water +{self.rss_extra / MiB:.1f} MiB"
+            s += text("measure.rss", lang, rss=self.rss_extra / MiB)
         return s
 
 
@@ -261,7 +257,7 @@ class _CudaPeak:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.api = getattr(torch, device.type)
-        self.method = f"{device.type} max_memory_allocated"
+        self.method = Message("measure.method_max", device=device.type)
 
     def start(self) -> None:
         _synchronize(self.device)
@@ -279,7 +275,7 @@ class _MpsPeak:
     peak counter): at the start, after each module's forward, when each
     module output's gradient is computed, and at the end."""
 
-    method = "mps current_allocated_memory, sampled"
+    method = Message("measure.method_mps")
 
     def __init__(self) -> None:
         self._samples: list[int] = []
@@ -310,7 +306,7 @@ class _CpuAllocatorPeak:
     """Peak bytes allocated by PyTorch's CPU allocator during a step,
     above what was allocated when it started (``torch.profiler``)."""
 
-    method = "torch.profiler CPU allocator"
+    method = Message("measure.method_cpu")
 
     def start(self) -> None:
         from torch.profiler import ProfilerActivity, profile

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from .blocks import DenseBlock, transition_block
 from .checks import check_arch, check_tensor, check_width, min_input_size
 from .memory_efficient import MemoryEfficient, forward_stages, memory_level
+from .messages import text
 
 __all__ = ["CheckedInput", "DenseNet", "Residual", "ResNet", "densenet",
            "resnet18", "HEAD_POOLS"]
@@ -83,13 +84,9 @@ class CheckedInput:
         need = self.min_input_size()
         height, width = X.shape[-2:]
         if height < need or width < need:
-            raise ValueError(
-                f"Input images are {height}x{width}, but "
-                f"{type(self).__name__} needs at least {need}x{need}: "
-                f"its down-sampling layers shrink smaller images to "
-                f"nothing. Resize the images, e.g. "
-                f"load_data_fashion_mnist(batch_size, resize=96) as the "
-                f"book does")
+            raise ValueError(text("models.too_small", height=height,
+                                  width=width, model=type(self).__name__,
+                                  need=need))
 
 
 class DenseNet(CheckedInput, MemoryEfficient, nn.Sequential):

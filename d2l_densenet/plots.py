@@ -1,4 +1,4 @@
-"""Fonts and plot set-up, and the reader's language.
+"""Fonts and plot set-up.
 
 The Chinese edition's figures have Chinese titles and labels, so
 matplotlib needs a font with Chinese glyphs. :func:`setup_plots` finds
@@ -16,38 +16,18 @@ macOS's ``PingFang.ttc`` may offer "PingFang HK"; both are listed. A
 listed font is used only if it draws a sample of Chinese text
 (:func:`has_glyphs`), so a name without the glyphs is never chosen.
 
-The reader's language (``en`` or ``zh``) is set by the notebooks'
-``choose(..., lang=...)`` and read back with :func:`language`; what the
-package prints for a notebook reader follows it.
+The reader's language is passed in (``lang=``); where it is not, it is
+the one setting of :func:`~d2l_densenet.messages.language`.
 """
 from __future__ import annotations
 
 import re
 import warnings
 
-__all__ = ["LANGUAGES", "language", "set_language", "CJK_FONTS",
-           "FONT_PACKAGES", "has_glyphs", "find_cjk_font", "setup_plots",
-           "missing_font_message"]
+from .messages import language, text
 
-#: The reader's language: ``choose(..., lang="zh")`` in the Chinese
-#: edition makes what the package prints speak Chinese.
-LANGUAGES = ("en", "zh")
-_language = "en"
-
-
-def language() -> str:
-    """The reader's language, as set by the last :func:`set_language`
-    (``choose(..., lang=...)``); ``"en"`` until then."""
-    return _language
-
-
-def set_language(lang: str) -> str:
-    """Make ``lang`` (one of ``LANGUAGES``) the reader's language."""
-    global _language
-    if lang not in LANGUAGES:
-        raise ValueError(f"lang must be one of {LANGUAGES}, got {lang!r}")
-    _language = lang
-    return lang
+__all__ = ["CJK_FONTS", "FONT_PACKAGES", "has_glyphs", "find_cjk_font",
+           "setup_plots", "missing_font_message"]
 
 
 #: Fonts with Chinese glyphs, in order of preference: Simplified Chinese
@@ -133,17 +113,10 @@ def missing_font_message(lang: str = "zh") -> str:
     """What to do when no font draws Chinese: in Chinese, with the
     install command (``lang="en"``: followed by the same in English)."""
     noto, wqy = FONT_PACKAGES
-    zh = (f"没有找到能显示中文的字体，图中的中文会显示为方框。"
-          f"在Debian/Ubuntu/Colab上安装一个：`apt-get install -y {noto}`"
-          f"（或下载更小的`{wqy}`；在Colab的单元格中，命令前加`!`），"
-          f"然后重新运行设置单元格（`choose(...)`）。macOS和Windows自带"
-          f"中文字体（PingFang SC、Microsoft YaHei）。")
-    if lang == "zh":
+    zh = text("plots.missing_font", "zh", noto=noto, wqy=wqy)
+    if language(lang) == "zh":
         return zh
-    return zh + (
-        f"\nNo font for Chinese text was found: Chinese shows as boxes. "
-        f"Install one (Debian/Ubuntu/Colab: apt-get install -y {noto}) "
-        f"and rerun the settings cell.")
+    return zh + "\n" + text("plots.missing_font", "en", noto=noto, wqy=wqy)
 
 
 def _tell_missing_font(lang: str) -> None:
@@ -190,14 +163,12 @@ def setup_plots(lang: str | None = None) -> str | None:
 
     Returns the font's name, or None. Then, once per process, a message
     in Chinese says how to install one: at once when ``lang`` (default:
-    the reader's language) is ``"zh"``, else when matplotlib first
-    warns about a missing Chinese glyph.
+    :func:`~d2l_densenet.messages.language`) is ``"zh"``, else when
+    matplotlib first warns about a missing Chinese glyph.
     """
     import matplotlib
 
-    lang = language() if lang is None else lang
-    if lang not in LANGUAGES:
-        raise ValueError(f"lang must be one of {LANGUAGES}, got {lang!r}")
+    lang = language(lang)
     found = find_cjk_font()
     if found is None:
         if lang == "zh":

@@ -4,6 +4,10 @@ Two variants trained on the same seeds (or scored on the same examples)
 are compared pair by pair. The policy, stated once for every notebook: a
 test needs at least ``MIN_PAIRS`` pairs; with fewer, the differences are
 shown and no verdict is drawn. ``scipy.stats`` does the arithmetic.
+
+A verdict is said in the reader's language, passed in
+(``result.verdict(a, b, lang=LANG)``); its words are in the message
+table (``messages.MESSAGES``).
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .plots import language
+from .messages import text
 
 __all__ = ["MIN_PAIRS", "ALPHA", "PairedResult", "paired_test",
            "McNemarResult", "mcnemar"]
@@ -47,24 +51,19 @@ class PairedResult:
     def verdict(self, a: str = "a", b: str = "b",
                 lang: str | None = None) -> str:
         """One sentence in ``lang`` (``"en"`` or ``"zh"``; None: the
-        reader's language of ``choose(lang=)``): which is better, no
-        difference detectable, or no test."""
-        zh = (lang or language()) == "zh"
+        reader's language, :func:`~d2l_densenet.messages.language`):
+        which is better, no difference detectable, or no test."""
         if self.n < MIN_PAIRS:
-            return (f"不做检验：只有{self.n}对，一次检验至少需要{MIN_PAIRS}对"
-                    if zh else f"no test: {self.n} pair(s), a test needs "
-                    f"at least {MIN_PAIRS}")
+            return text("stats.too_few", lang, n=self.n,
+                        min_pairs=MIN_PAIRS)
         if not self.tested:
-            return ("不做检验：各对的差全都相等" if zh else
-                    "no test: the differences are all equal")
+            return text("stats.all_equal", lang)
         if self.p < ALPHA:
             better = a if (self.mean_diff > 0) != self.lower_is_better \
                 else b
-            return (f"{better}更好（p = {self.p:.3f} < {ALPHA}）" if zh else
-                    f"{better} better (p = {self.p:.3f} < {ALPHA})")
-        return (f"用{self.n}对检测不到差异（p = {self.p:.3f}）" if zh else
-                f"no difference detectable with {self.n} pairs "
-                f"(p = {self.p:.3f})")
+            return text("stats.better", lang, better=better, p=self.p,
+                        alpha=ALPHA)
+        return text("stats.undetectable_n", lang, n=self.n, p=self.p)
 
 
 def paired_test(a, b, lower_is_better: bool = False) -> PairedResult:
@@ -101,16 +100,13 @@ class McNemarResult:
     def verdict(self, a: str = "a", b: str = "b",
                 lang: str | None = None) -> str:
         """One sentence in ``lang`` (None: the reader's language)."""
-        zh = (lang or language()) == "zh"
         if self.only_a + self.only_b == 0:
-            return ("不做检验：两种变体答对的样本完全相同" if zh else
-                    "no test: both variants got the same examples right")
+            return text("stats.same_right", lang)
         if self.p < ALPHA:
             better = a if self.only_a > self.only_b else b
-            return (f"{better}更好（p = {self.p:.3g} < {ALPHA}）" if zh else
-                    f"{better} better (p = {self.p:.3g} < {ALPHA})")
-        return (f"检测不到差异（p = {self.p:.3g}）" if zh else
-                f"no difference detectable (p = {self.p:.3g})")
+            return text("stats.better_g", lang, better=better, p=self.p,
+                        alpha=ALPHA)
+        return text("stats.undetectable", lang, p=self.p)
 
 
 def mcnemar(correct_a, correct_b) -> McNemarResult:

@@ -44,6 +44,7 @@ from .distributed import (
     world,
 )
 from .measure import Timer
+from .messages import text
 from .progress import PROGRESS, Progress
 
 __all__ = ["train_ch6", "evaluate_accuracy", "accuracy", "OPTIMIZERS",
@@ -217,8 +218,7 @@ def _finish(history: dict, seen: float, timer: Timer, where: str,
     if seen:
         say(f"{history['examples_per_sec']:.1f} examples/sec on {where}")
     else:
-        say(f"nothing to train: the checkpoint holds epoch {done} of "
-            f"{num_epochs}")
+        say(text("train.nothing_to_train", done=done, total=num_epochs))
     history["test_examples"] = int(test_n)
     return history
 

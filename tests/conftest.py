@@ -27,5 +27,13 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guard)
     monkeypatch.setattr(socket, "create_connection", guard)
 
+@pytest.fixture(autouse=True)
+def _english_reader(monkeypatch):
+    """Each test starts with an English reader ($D2L_DENSENET_LANG=en,
+    whatever the shell set); a test that calls ``choose(lang="zh")``
+    changes it for that test only."""
+    monkeypatch.setenv("D2L_DENSENET_LANG", "en")
+
+
 # The repository's tools (tools/run_notebooks.py, ...) are importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))

@@ -11,6 +11,7 @@ import torch
 from _fakes import FakeClock
 
 from d2l_densenet import amp
+from d2l_densenet.messages import Message
 
 
 @pytest.fixture
@@ -22,8 +23,9 @@ def amp_probe(monkeypatch):
     calls = []
 
     def fake(supported, *ratios_per_call):
+        note = Message("amp.bf16_not_reported", cpu="FAKE")
         monkeypatch.setattr(amp, "cpu_bf16_support",
-                            lambda: (supported, "fake CPU"))
+                            lambda: (supported, note))
 
         def measure(*args, **kwargs):
             ratios = ratios_per_call[min(len(calls),
@@ -43,7 +45,8 @@ def test_cpu_without_bf16_keeps_fp32_without_measuring(amp_probe):
     fake(False, (10.0,))  # the measurement would say bf16
     assert amp.cpu_amp() is None
     assert calls == []
-    assert "fake CPU" in amp.cpu_amp_choice().reason
+    assert amp.cpu_amp_choice().text("en") == (
+        "CPU FAKE, bf16 support not reported; fp32")
 
 
 @pytest.mark.parametrize("ratio", [0.3, 1.0, 1.11])
@@ -53,7 +56,7 @@ def test_bf16_not_clearly_faster_keeps_fp32(amp_probe, ratio):
     fake(True, (ratio,) * 5)
     choice = amp.cpu_amp_choice()
     assert choice.amp is None and calls == [1]
-    assert f"{ratio:.2f}x" in choice.reason
+    assert f"{ratio:.2f}x" in choice.text("en")
     assert choice.fp32_ms == pytest.approx(10.0)
 
 
@@ -63,7 +66,7 @@ def test_bf16_clearly_faster_is_chosen_once(amp_probe):
     assert amp.cpu_amp() == "bf16"
     assert amp.cpu_amp() == "bf16"
     assert calls == [1]   # measured once per process
-    assert "2.50x faster" in amp.cpu_amp_choice().reason
+    assert "2.50x faster" in amp.cpu_amp_choice().text("en")
     assert not amp.cpu_amp_choice().close
 
 
@@ -77,7 +80,8 @@ def test_a_burst_of_load_does_not_move_the_decision(amp_probe):
     fake(True, ratios)
     choice = amp.cpu_amp_choice()
     assert choice.amp == "bf16"
-    assert "median of 7 alternating pairs, 0.15x to 1.50x" in choice.reason
+    assert "median of 7 alternating pairs, 0.15x to 1.50x" in \
+        choice.text("en")
 
 
 @pytest.mark.parametrize("ratio,expected", [(1.25, "bf16"), (1.1, None)])
@@ -87,7 +91,8 @@ def test_a_close_call_is_said(amp_probe, ratio, expected):
     choice = amp.cpu_amp_choice()
     assert choice.amp == expected and choice.close
     assert "a close call (within 15% of the 1.2x threshold)" in \
-        choice.reason
+        choice.text("en")
+    assert "结果接近阈值（与1.2倍相差不到15%）" in choice.text("zh")
 
 
 @pytest.mark.parametrize("value,expected", [("none", None),
@@ -110,9 +115,11 @@ def test_resolve_amp(amp_probe):
     fake, _ = amp_probe
     fake(True, (2.0,) * 7)
     assert amp.resolve_amp("auto", "cpu")[0] == "bf16"
-    assert amp.resolve_amp("none", "cpu") == (None, "fp32")
-    assert amp.resolve_amp(None, "cpu") == (None, "fp32")
-    assert amp.resolve_amp("bf16", "cpu") == ("bf16", "as asked")
+    fp32 = (Message("amp.fp32"),)
+    assert amp.resolve_amp("none", "cpu") == (None, fp32)
+    assert amp.resolve_amp(None, "cpu") == (None, fp32)
+    assert amp.resolve_amp("bf16", "cpu") == ("bf16",
+                                               (Message("amp.as_asked"),))
     with pytest.raises(ValueError, match="amp must be one of"):
         amp.resolve_amp("fp8", "cpu")
 

@@ -186,3 +186,38 @@ def test_cjk_font_missing_not_root_is_a_note_not_an_error():
     assert font is None and ran == []
     assert "sudo apt-get install -y fonts-wqy-microhei" in lines[-1]
     assert "not an error" in lines[-1]
+
+
+@pytest.mark.parametrize("how", ["--lang", "env"])
+def test_main_speaks_chinese(monkeypatch, capsys, tmp_path, how):
+    """``make run EDITION=zh`` sets D2L_DENSENET_LANG=zh for `make data`;
+    ``--lang zh`` does the same. Every line is Chinese."""
+    monkeypatch.setattr(data, "find_fashion_mnist",
+                        Search(missing(), missing()))
+    monkeypatch.setattr(data, "cache_root", lambda: tmp_path / "cache")
+    monkeypatch.delenv("D2L_DENSENET_DATA", raising=False)
+    monkeypatch.setattr(house, "find_house_data",
+                        lambda download: {"train": tmp_path / "t.csv"})
+    if how == "env":
+        monkeypatch.setenv("D2L_DENSENET_LANG", "zh")
+    rc = get_data.main(["--lang", "zh"] if how == "--lang" else [],
+                       is_root=lambda: False,
+                       which=lambda name: "/usr/bin/" + name, run=never)
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert out.startswith("Fashion-MNIST：在常用位置查找（不下载）\n"
+                          "Fashion-MNIST：没有找到（")
+    assert f"房价数据：已在{tmp_path}中找到并校验" in out
+    assert err.startswith("get_data：缺少Fashion-MNIST。用下面的命令安装")
+    assert "中文字体：" in out
+
+
+def test_main_refuses_a_bad_language(monkeypatch, capsys):
+    monkeypatch.setenv("D2L_DENSENET_LANG", "de")
+    assert get_data.main([], is_root=never, which=never, run=never) == 2
+    assert capsys.readouterr().err == (
+        "get_data: error: D2L_DENSENET_LANG must be one of en, zh, got "
+        "'de' (语言只能是en或zh)\n")
+    with pytest.raises(SystemExit) as e:
+        get_data.main(["--lang", "de"])
+    assert e.value.code == 2

@@ -257,16 +257,6 @@ def test_dense_mlp_bad_arguments(kwargs, match):
         dense_mlp(10, **kwargs)
 
 
-def test_training_names_moved_to_house_train_are_still_found():
-    """``house.k_fold`` etc. (the notebooks' spelling) are the functions
-    of ``house_train``; an unknown name is still an AttributeError."""
-    from d2l_densenet import house_train
-    for name in house._MOVED:
-        assert getattr(house, name) is getattr(house_train, name)
-    with pytest.raises(AttributeError, match="has no attribute 'kfold'"):
-        _ = house.kfold
-
-
 @pytest.mark.slow
 def test_short_k_fold_beats_the_linear_baseline(data, one_thread):
     """5 folds with per-fold preprocessing: a small DenseMLP on log prices

@@ -14,7 +14,6 @@ from d2l_densenet import (
     measure,
     parameter_table,
     peak_memory,
-    plots,
     resnet18,
     saved_tensor_bytes,
     step_time,
@@ -288,8 +287,10 @@ def test_gpu_peak_is_the_step_peak_above_its_start(monkeypatch, kind):
     net = nn.Sequential(nn.Linear(10, 2), Kernel(gpu, 2 ** 20, 0.25))
     X = torch.randn(4, 10)
     rep = peak_memory(net, X)
-    assert (rep.device, rep.method) == (f"{kind}:1",
-                                        f"{kind} max_memory_allocated")
+    assert (rep.device, rep.method.text("en")) == (
+        f"{kind}:1", f"{kind} max_memory_allocated")
+    assert rep.method.text("zh") == (
+        f"由torch.{kind}.max_memory_allocated测得")
     assert rep.extra == 2 ** 20 and rep.rss_extra is None
     assert rep.baseline == tensor_bytes([*net.parameters(), X])
 
@@ -364,7 +365,7 @@ def test_mps_peak_samples_inside_the_forward_pass(monkeypatch):
     net = nn.Sequential(nn.Linear(10, 2), OnBackward(hold, free))
     rep = peak_memory(net, torch.randn(4, 10))
     assert rep.extra == 3 * 2 ** 20 and mps.allocated == 10 * GiB
-    assert rep.method == "mps current_allocated_memory, sampled"
+    assert rep.method.text("en") == "mps current_allocated_memory, sampled"
     reads = mps.reads
     net(torch.randn(4, 10)).sum().backward()    # the hooks are removed
     assert mps.reads == reads
@@ -388,14 +389,17 @@ def test_mps_peak_samples_inside_the_backward_pass(monkeypatch):
 
 
 def test_memory_report_speaks_the_readers_language(monkeypatch):
-    rep = MemoryReport("cpu", "torch.profiler CPU allocator",
+    """The report and its method name in the language passed in, else
+    the reader's language setting (``$D2L_DENSENET_LANG``)."""
+    rep = MemoryReport("cpu", measure._CpuAllocatorPeak.method,
                        baseline=2 * 2 ** 20, extra=2 ** 20,
                        param_bytes=2 ** 20, rss_extra=3 * 2 ** 20)
-    monkeypatch.setattr(plots, "_language", "en")
-    assert str(rep) == ("cpu: peak 3.0 MiB = baseline 2.0 MiB + step 1.0 "
-                        "MiB (torch.profiler CPU allocator); RSS "
-                        "high-water +3.0 MiB")
-    monkeypatch.setattr(plots, "_language", "zh")
-    assert str(rep) == ("cpu：峰值3.0 MiB = 基线2.0 MiB + 单步新增1.0 MiB"
-                        "（torch.profiler CPU allocator）；进程常驻内存"
-                        "（RSS）最高水位增长3.0 MiB")
+    english = ("cpu: peak 3.0 MiB = baseline 2.0 MiB + step 1.0 MiB "
+               "(torch.profiler CPU allocator); RSS high-water +3.0 MiB")
+    chinese = ("cpu：峰值3.0 MiB = 基线2.0 MiB + 单步新增1.0 MiB"
+               "（由torch.profiler记录的CPU分配器测得）；进程常驻内存"
+               "（RSS）最高水位增长3.0 MiB")
+    assert rep.text(lang="en") == str(rep) == english
+    assert rep.text(lang="zh") == chinese
+    monkeypatch.setenv("D2L_DENSENET_LANG", "zh")
+    assert str(rep) == chinese and rep.text(lang="en") == english

@@ -4,7 +4,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from d2l_densenet import plots, settings
+from d2l_densenet import amp, devices, messages, plots, settings
+from d2l_densenet.messages import Message
 
 S = {"gpu": dict(lr=0.1, num_epochs=10), "cpu": dict(lr=0.1, num_epochs=2),
      "smoke": dict(lr=0.1, num_epochs=1)}
@@ -13,8 +14,9 @@ S = {"gpu": dict(lr=0.1, num_epochs=10), "cpu": dict(lr=0.1, num_epochs=2),
 @pytest.fixture(autouse=True)
 def english(monkeypatch):
     """Each test starts with an English reader; ``choose(lang=...)``
-    changes the package-wide language only for its test."""
-    monkeypatch.setattr(plots, "_language", "en")
+    changes the reader's language ($D2L_DENSENET_LANG) only for its
+    test."""
+    monkeypatch.setenv(messages.LANG_ENV, "en")
     monkeypatch.setattr(plots, "_told", False)
 
 
@@ -23,7 +25,7 @@ def test_mode_from_environment(monkeypatch):
     assert settings.run_mode() == "smoke"
     monkeypatch.delenv("D2L_DENSENET_MODE")
     for device, mode in (("cpu", "cpu"), ("cuda", "gpu"), ("mps", "gpu")):
-        monkeypatch.setattr(settings, "default_device",
+        monkeypatch.setattr(devices, "default_device",
                             lambda d=device: torch.device(d))
         assert settings.run_mode() == mode
 
@@ -53,7 +55,7 @@ def _machine(monkeypatch, accelerator=None, cuda=False, has_api=True):
 def test_default_device_prefers_the_accelerator(monkeypatch, machine,
                                                 expected):
     _machine(monkeypatch, **machine)
-    assert settings.default_device() == torch.device(expected)
+    assert devices.default_device() == torch.device(expected)
 
 
 def test_gpu_mode_on_any_accelerator_and_named_in_the_banner(monkeypatch,
@@ -72,8 +74,15 @@ def test_gpu_mode_on_any_accelerator_and_named_in_the_banner(monkeypatch,
 def test_device_description_names_the_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name",
                         lambda device=None: "Fake GPU 80GB")
-    assert settings.device_description("cuda") == "cuda (Fake GPU 80GB)"
-    assert settings.device_description(torch.device("cpu")) == "cpu"
+    assert devices.device_description("cuda") == "cuda (Fake GPU 80GB)"
+    assert devices.device_description(torch.device("cpu")) == "cpu"
+    assert devices.device_description("mps") == "mps (Apple GPU)"
+    monkeypatch.setattr(torch.cuda, "get_device_name", _raises)
+    assert devices.device_description("cuda:1") == "cuda:1"
+
+
+def _raises(*args, **kwargs):
+    raise RuntimeError("no GPU")
 
 
 def test_bad_mode(monkeypatch):
@@ -105,7 +114,7 @@ def test_choose_in_chinese(monkeypatch, capsys):
     assert out.startswith("CPU模式，设备cpu：lr=0.1, num_epochs=2\n"
                           "（由GPU设置（lr=0.1, num_epochs=10）缩减而来，"
                           "结果与书中不同）")
-    assert plots.language() == "zh"
+    assert messages.language() == "zh"        # what the CLI would print in
     with pytest.raises(ValueError, match="lang must be one of"):
         settings.choose(S, "cpu", lang="cn")
 
@@ -119,16 +128,18 @@ def test_choose_needs_every_mode():
 
 @pytest.fixture
 def amp_probe(monkeypatch):
-    """Fake the CPU's bf16 report and amp.py's measurement (every pair
-    gives the ratio fp32 / bf16); count measurements."""
-    from d2l_densenet import amp
+    """Fake the CPU's bf16 report (on CPU "FAKE") and amp.py's
+    measurement (every pair gives the ratio fp32 / bf16); count
+    measurements."""
     monkeypatch.delenv(amp.AMP_ENV, raising=False)
     amp.cpu_amp_choice.cache_clear()
     calls = []
 
     def fake(supported, fp32=0.010, bf16=0.010):
+        note = Message("amp.onednn_bf16" if supported else
+                       "amp.onednn_no_bf16", cpu="FAKE")
         monkeypatch.setattr(amp, "cpu_bf16_support",
-                            lambda: (supported, "fake CPU"))
+                            lambda: (supported, note))
 
         def measure(*args, **kwargs):
             calls.append(1)
@@ -147,7 +158,7 @@ def test_train_options_resolve_and_print(amp_probe, capsys):
     out = capsys.readouterr().out
     assert opts == dict(amp=None, channels_last=True, lr_schedule="cosine")
     assert "amp=none, channels_last=True, lr_schedule=cosine" in out
-    assert "fake CPU" in out
+    assert "(amp: oneDNN reports no bf16 support (CPU FAKE); fp32)" in out
     opts = settings.train_options("cpu", "cpu", amp="bf16",
                                   channels_last=None, lr_schedule="constant")
     assert opts == dict(amp="bf16", channels_last=True,   # None: recipe's
@@ -172,54 +183,65 @@ def test_choose_resolves_amp_auto(amp_probe, capsys):
     S2 = {m: dict(s, amp="auto") for m, s in S.items()}
     _, _, chosen = settings.choose(S2, "cpu")
     assert chosen["amp"] == "bf16" and S2["cpu"]["amp"] == "auto"
-    assert "amp=auto -> bf16: fake CPU; measured bf16 2.50x" in \
-        capsys.readouterr().out
+    assert ("amp=auto -> bf16: oneDNN reports bf16 support (CPU FAKE); "
+            "measured bf16 2.50x") in capsys.readouterr().out
     settings.choose(S2, "cpu", lang="zh")
-    assert "amp=auto -> bf16：fake CPU；实测bf16的速度是fp32的2.50倍" in \
-        capsys.readouterr().out
+    assert ("amp=auto -> bf16：oneDNN报告支持bf16（CPU：FAKE）；"
+            "实测bf16的速度是fp32的2.50倍") in capsys.readouterr().out
 
 
 #: English words of resolve_amp's reasons; none may be left in Chinese.
 ENGLISH = re.compile(r"measured|faster|speed|needs|reports|support|set by|"
-                     r"the GPU|decision|has no|not reported")
+                     r"the GPU|decision|has no|not reported|median|close")
 
 
 def _reasons(amp_probe, monkeypatch):
     """Every reason ``resolve_amp("auto", ...)`` gives, from the code
-    itself (so a reworded reason shows up here)."""
-    from d2l_densenet import amp
+    itself (so a new reason shows up here)."""
     fake, _ = amp_probe
-    notes = ["oneDNN reports bf16 support (CPU AVX512)",
-             "oneDNN reports no bf16 support (CPU AVX2)",
-             "CPU AVX2, bf16 support not reported",
-             "this PyTorch has no oneDNN (CPU: DEFAULT)"]
-    for note in notes:
-        for ok, bf16 in ((True, 0.004), (True, 0.009), (False, 0.004)):
+    for support in ("amp.onednn_bf16", "amp.onednn_no_bf16",
+                    "amp.bf16_not_reported", "amp.no_onednn"):
+        note = Message(support, cpu="AVX512")
+        for ok, bf16 in ((True, 0.004), (True, 0.0085), (False, 0.004)):
             fake(ok, fp32=0.010, bf16=bf16)
             monkeypatch.setattr(amp, "cpu_bf16_support",
                                 lambda ok=ok, note=note: (ok, note))
-            yield settings.resolve_amp("auto", "cpu")[1]
+            yield amp.resolve_amp("auto", "cpu")[1]
     monkeypatch.setenv(amp.AMP_ENV, "bf16")
     amp.cpu_amp_choice.cache_clear()
-    yield settings.resolve_amp("auto", "cpu")[1]
+    yield amp.resolve_amp("auto", "cpu")[1]
     for bf16 in (True, False):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported",
                             lambda bf16=bf16: bf16)
-        yield settings.resolve_amp("auto", "cuda")[1]
-    yield settings.resolve_amp("auto", "mps")[1]
+        yield amp.resolve_amp("auto", "cuda")[1]
+    yield amp.resolve_amp("auto", "mps")[1]
+    yield amp.resolve_amp("bf16", "cpu")[1]
+    yield amp.resolve_amp("none", "cpu")[1]
 
 
-def test_every_amp_reason_has_a_chinese_translation(amp_probe,
+def test_every_amp_reason_is_a_code_said_in_chinese(amp_probe,
                                                     monkeypatch):
+    """resolve_amp gives message codes, not English sentences; each is
+    said in Chinese from the message table, with no English left (the
+    measured ratio 0.010 / 0.0085 = 1.18 is a close call)."""
     reasons = list(_reasons(amp_probe, monkeypatch))
-    assert len(set(reasons)) == len(reasons) == 16
+    assert len(set(reasons)) == len(reasons) == 18
+    codes = {part.code for reason in reasons for part in reason}
+    assert codes == {c for c in messages.MESSAGES if c.startswith("amp.")
+                     and c != "amp.none_fp32"}
     for reason in reasons:
-        assert ENGLISH.search(reason), reason        # the check can fail
-        zh = settings._amp_reason_zh(reason)
-        assert not ENGLISH.search(zh), (reason, zh)
-    assert settings._amp_reason_zh(reasons[0]) == \
-        "oneDNN报告支持bf16（CPU：AVX512）；实测bf16的速度是fp32的2.50倍；" \
-        "取7对交替测量的中位数（各对为2.50倍至2.50倍）"
+        en, zh = messages.join(reason, "en"), messages.join(reason, "zh")
+        assert ENGLISH.search(en) or en in ("fp32", "as asked"), en
+        assert not ENGLISH.search(zh), (en, zh)
+    assert messages.join(reasons[0], "zh") == (
+        "oneDNN报告支持bf16（CPU：AVX512）；实测bf16的速度是fp32的2.50倍；"
+        "取7对交替测量的中位数（各对为2.50～2.50倍）")
+    assert messages.join(reasons[1], "en") == (
+        "oneDNN reports bf16 support (CPU AVX512); measured bf16 at 1.18x "
+        "fp32's speed (needs >= 1.2x); median of 7 alternating pairs, 1.18x "
+        "to 1.18x; a close call (within 15% of the 1.2x threshold): another "
+        "run may choose otherwise, set D2L_DENSENET_CPU_AMP or --amp to fix "
+        "it")
 
 
 def test_cosine_schedule_steps_per_epoch():

@@ -64,7 +64,8 @@ def test_lower_is_better_for_errors():
 
 
 def test_verdicts_speak_the_readers_language(monkeypatch):
-    monkeypatch.setattr(stats, "language", lambda: "zh")
+    """Without ``lang=``: the reader's language setting."""
+    monkeypatch.setenv("D2L_DENSENET_LANG", "zh")
     assert stats.paired_test([1, 2], [0, 1]).verdict() == (
         "不做检验：只有2对，一次检验至少需要3对")
     r = stats.paired_test([0.91, 0.90, 0.92, 0.89], [0.88, 0.89, 0.9, 0.87])
@@ -73,12 +74,16 @@ def test_verdicts_speak_the_readers_language(monkeypatch):
     assert stats.mcnemar(a, ~a).verdict("平均", "最大").startswith("平均更好")
 
 
-def test_verdict_language_is_passed_not_global():
-    from d2l_densenet.plots import language
+def test_verdict_language_is_passed_not_global(monkeypatch):
+    from d2l_densenet.messages import language
 
+    monkeypatch.setenv("D2L_DENSENET_LANG", "en")
     assert language() == "en"
     r = stats.paired_test([0.9, 0.8, 0.7], [0.5, 0.4, 0.45])
     assert "更好" in r.verdict("甲", "乙", lang="zh")
     assert "better" in r.verdict("a", "b", lang="en")
     m = stats.mcnemar([1, 1, 0, 1], [0, 1, 0, 0])
     assert "差异" in m.verdict(lang="zh")
+    monkeypatch.setenv("D2L_DENSENET_LANG", "zh")   # a passed lang wins
+    assert "better" in r.verdict("a", "b", lang="en")
+    assert "detectable" in m.verdict(lang="en")

@@ -12,6 +12,10 @@ source cells). ``make site`` renders these files; ``ensure()`` reuses
 one whose mode and source still match and executes the others. The
 notebook tests (smoke mode) write their runs to the same place, so a CI
 job that tests and then builds the site executes each notebook once.
+
+Its own lines are in the reader's language: ``--lang en|zh``, else
+``$D2L_DENSENET_LANG`` (``make run EDITION=zh`` sets it), else English
+(``MESSAGES`` below).
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from d2l_densenet.messages import LANG_ENV, LANGUAGES, language, text, using
 from d2l_densenet.settings import ENV, MODES, run_mode
 
 #: Lines a notebook prints with this prefix are its headline results;
@@ -39,6 +44,45 @@ EDITIONS = {"en": NOTEBOOKS, "zh": NOTEBOOKS / "zh"}
 RUNS = ROOT / "build" / "run"
 #: The notebook metadata key that says how a notebook was executed.
 RUN_KEY = "d2l_densenet_run"
+
+#: What this tool says, by code, in English and Chinese (the package's
+#: ``messages.text`` formats them).
+MESSAGES = {
+    "reusing": {
+        "en": "  {edition}/{name}: reusing {mode}-mode run ({date})",
+        "zh": "  {edition}/{name}：沿用{mode}模式的运行结果（{date}）"},
+    "executing": {"en": "  {edition}/{name}: executing in {mode} mode",
+                  "zh": "  {edition}/{name}：以{mode}模式执行"},
+    "failed_list": {"en": "notebooks failed: {names}",
+                    "zh": "以下记事本运行失败：{names}"},
+    "cell": {"en": "    {name} cell {index}/{total} ({seconds:.1f} s) "
+                   "{first}",
+             "zh": "    {name} 第{index}/{total}个单元格（{seconds:.1f}秒）"
+                   "{first}"},
+    "error": {"en": "error: {message}", "zh": "错误：{message}"},
+    "none_found": {"en": "no notebooks found in {folder}",
+                   "zh": "{folder}中没有找到记事本"},
+    "start": {"en": "Executing {n} notebook(s) in {mode} mode into {out}/",
+              "zh": "以{mode}模式执行{n}个记事本，结果写入{out}/"},
+    "one": {"en": "  {name} ...", "zh": "  {name} ……"},
+    "failed": {"en": "FAILED {name}: {kind}: {message}",
+               "zh": "FAILED（失败）{name}：{kind}：{message}"},
+    "took": {"en": "  {name}: {seconds:.0f} s -> {target} (+ .html)",
+             "zh": "  {name}：{seconds:.0f}秒 -> {target}（另有.html）"},
+    "headlines": {"en": "\nHeadline results ({mode} mode):",
+                  "zh": "\n主要结果（{mode}模式）："},
+    "headline_of": {"en": "{name} ({seconds:.0f} s)",
+                    "zh": "{name}（{seconds:.0f}秒）"},
+    "n_failed": {"en": "{n} notebook(s) failed: {names}",
+                 "zh": "{n}个记事本运行失败：{names}"},
+    "done": {"en": "Done: executed notebooks and HTML are in {out}/",
+             "zh": "完成：执行过的记事本及其HTML在{out}/中"},
+}
+
+
+def _(code: str, **fields) -> str:
+    """``MESSAGES[code]`` in the reader's language."""
+    return text(code, table=MESSAGES, **fields)
 
 
 def series(edition: str = "en") -> list[Path]:
@@ -187,11 +231,12 @@ def ensure(edition: str, mode: str, out: Path | None = None) -> list[Path]:
         target = out / path.name
         with locked(target):
             if is_fresh(target, path, mode):
-                print(f"  {edition}/{path.name}: reusing {mode}-mode run "
-                      f"({run_info(target)['date']})", flush=True)
-            else:
-                print(f"  {edition}/{path.name}: executing in {mode} mode",
+                print(_("reusing", edition=edition, name=path.name,
+                        mode=mode, date=run_info(target)["date"]),
                       flush=True)
+            else:
+                print(_("executing", edition=edition, name=path.name,
+                        mode=mode), flush=True)
                 try:
                     run_one(path, mode, out, progress=False)
                 except Exception as e:
@@ -200,7 +245,7 @@ def ensure(edition: str, mode: str, out: Path | None = None) -> list[Path]:
                     continue
         done.append(target)
     if failed:
-        raise RuntimeError("notebooks failed: " + ", ".join(failed))
+        raise RuntimeError(_("failed_list", names=", ".join(failed)))
     return done
 
 
@@ -215,9 +260,9 @@ def _cell_progress(name: str, total: int):
         done.append(cell_index)
         now = time.perf_counter()
         first = "".join(cell.get("source", "")).strip().splitlines()[:1]
-        print(f"    {name} cell {cell_index + 1}/{total} "
-              f"({now - clock[0]:.1f} s) {first[0][:40] if first else ''}",
-              flush=True)
+        print(_("cell", name=name, index=cell_index + 1, total=total,
+                seconds=now - clock[0],
+                first=first[0][:40] if first else ""), flush=True)
         clock[0] = now
     return hook
 
@@ -276,46 +321,59 @@ def main(argv: list[str] | None = None) -> int:
                    help="en: notebooks/, zh: notebooks/zh/ (中文版)")
     p.add_argument("--out", type=Path,
                    help="default: build/run/MODE/EDITION/")
+    p.add_argument("--lang", choices=LANGUAGES,
+                   help=f"language of what this tool prints (default: "
+                        f"${LANG_ENV}, else en)")
     args = p.parse_args(argv)
+    try:
+        lang = language(args.lang)
+    except ValueError as e:
+        print(text("error", "en", table=MESSAGES, message=e),
+              file=sys.stderr)
+        return 2
+    with using(lang):
+        return _main(args)
+
+
+def _main(args) -> int:
     try:
         mode = run_mode(args.mode)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(_("error", message=e), file=sys.stderr)
         return 2
     paths = args.notebooks or series(args.edition)
     if not paths:
-        print(f"no notebooks found in {EDITIONS[args.edition]}",
+        print(_("none_found", folder=EDITIONS[args.edition]),
               file=sys.stderr)
         return 1
     if args.out is None:
         args.out = run_dir(mode, args.edition)
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"Executing {len(paths)} notebook(s) in {mode} mode into "
-          f"{args.out}/", flush=True)
+    print(_("start", n=len(paths), mode=mode, out=args.out), flush=True)
     failed, summary = [], []
     for path in paths:
-        print(f"  {path.name} ...", flush=True)
+        print(_("one", name=path.name), flush=True)
         try:
             with locked(args.out / path.name):
                 target, seconds, nb = run_one(path, mode, args.out)
         except Exception as e:   # keep going; report at the end
             failed.append(path.name)
-            print(f"FAILED {path.name}: {type(e).__name__}: "
-                  f"{str(e).strip().splitlines()[-1:]}", flush=True)
+            print(_("failed", name=path.name, kind=type(e).__name__,
+                    message=str(e).strip().splitlines()[-1:]), flush=True)
             continue
-        print(f"  {path.name}: {seconds:.0f} s -> {target} (+ .html)",
+        print(_("took", name=path.name, seconds=seconds, target=target),
               flush=True)
         summary.append((path.name, seconds, headlines(nb)))
-    print(f"\nHeadline results ({mode} mode):")
+    print(_("headlines", mode=mode))
     for name, seconds, lines in summary:
-        print(f"{name} ({seconds:.0f} s)")
+        print(_("headline_of", name=name, seconds=seconds))
         for line in lines:
             print("  " + line[len(HEADLINE):])
     if failed:
-        print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}",
+        print(_("n_failed", n=len(failed), names=", ".join(failed)),
               file=sys.stderr)
         return 1
-    print(f"Done: executed notebooks and HTML are in {args.out}/")
+    print(_("done", out=args.out))
     return 0
 
 
