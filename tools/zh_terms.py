@@ -365,34 +365,98 @@ def load_allowed(path: Path = ALLOWED) -> Allowed:
     return Allowed(frozenset(words), tuple(lines))
 
 
+_A = r"(?<![A-Za-z0-9_])"     # an ASCII word starts (Han is \w too)
+_Z = r"(?![A-Za-z0-9_])"
 _CODE_LIKE = re.compile(
     r"`[^`\n]*`|'[^'\n]*'|\"[^\"\n]*\"|https?://\S+|"
     r"[\w.+-]*[/\\][\w./\\+-]*|"                       # paths
-    r"\b[\w-]+\.(?:ipynb|py|md|csv|txt|json|pt|toml|html|png|svg)\b|"
-    r"\b\w*(?:_|\d)\w*\b|"                             # a_b, DenseNet121
-    r"\b[a-z]+[A-Z]\w*\b|"                             # camelCase
-    r"\b\w+(?:\.\w+)+\b|"                              # nn.Linear, 1.0.3
-    r"--?[\w-]+|"                                      # --flags
-    r"\b\w+(?==)")                                     # key=
-_WORD = re.compile(r"[A-Za-z][A-Za-z']*")
+    + _A + r"[\w-]+\.(?:ipynb|py|md|csv|txt|json|pt|toml|html|png|svg)"
+    + _Z + "|"
+    + _A + r"[A-Za-z_]\w*(?:\(\)|\()|"                   # calls: f(
+    + _A + r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)+" + _Z + "|"  # nn.Linear
+    + _A + r"[A-Za-z_]\w*=[^\s,;，；）)]*|"                # key=value
+    + _A + r"[A-Za-z0-9]*(?:_|\d)[A-Za-z0-9_]*" + _Z + "|"  # a_b, bf16
+    + _A + r"[a-z]+[A-Z][A-Za-z0-9_]*" + _Z + "|"         # camelCase
+    + _A + r"[A-Z][a-z]+[A-Z][A-Za-z0-9_]*" + _Z + "|"    # DenseBlock
+    + r"(?<![\w-])--?[A-Za-z][\w-]*")                   # --flags
+_SOURCE = re.compile(r"^(\s*)(?:@\w|def |class |async def )")
 
 
-def english_words(text: str, allowed: Allowed) -> list[str]:
-    """The English words in ``text`` that are not code (quoted,
-    identifiers, paths, flags) and not allowed."""
-    found = []
+def without_source_code(text: str) -> str:
+    """``text`` without the Python source it prints
+    (``inspect.getsource``): each ``def``/``class`` line and the
+    indented lines under it are code, whatever their docstrings say."""
+    out, indent = [], None
+    for line in text.splitlines():
+        m = _SOURCE.match(line)
+        if m and (indent is None or len(m.group(1)) <= indent):
+            indent = len(m.group(1))
+            continue
+        if indent is not None and (not line.strip() or len(line) - len(
+                line.lstrip()) > indent or line.strip().startswith(")")):
+            continue
+        indent = None
+        out.append(line)
+    return "\n".join(out)
+
+
+_WORD = re.compile(r"[A-Za-z](?:[A-Za-z']|-(?=[A-Za-z]))*")
+#: What may stand between two words of one English phrase.
+_JOIN = re.compile(r"[\s,.;:!?()'\"/&]*")
+
+
+def _allowed_word(word: str, allowed: Allowed) -> bool:
+    if word in allowed.words or word.lower() in allowed.words:
+        return True
+    parts = word.split("-")
+    return len(parts) > 1 and all(_allowed_word(p, allowed) for p in parts)
+
+
+def english_runs(text: str, allowed: Allowed) -> list[list[str]]:
+    """The English phrases of ``text`` (runs of words not allowed, with
+    only spaces and punctuation between them); code (quoted text,
+    identifiers, paths, flags) and allowed lines are left out."""
+    runs = []
     for line in text.splitlines():
         if any(p.search(line) for p in allowed.lines):
             continue
-        line = _CODE_LIKE.sub(" ", line)
-        for w in _WORD.findall(line):
-            w = w.strip("'")
-            if len(w) < 2 and w not in ("a", "I"):
+        line = _CODE_LIKE.sub("\0", line)
+        end, run = None, []
+        for m in _WORD.finditer(line):
+            w = m.group(0).strip("'")
+            if (len(w) < 2 and w not in ("a", "I")) or \
+                    _allowed_word(w, allowed):
                 continue
-            if w in allowed.words or w.lower() in allowed.words:
-                continue
-            found.append(w)
-    return found
+            if run and not _JOIN.fullmatch(line[end:m.start()]):
+                runs.append(run)
+                run = []
+            run.append(w)
+            end = m.end()
+        if run:
+            runs.append(run)
+    return runs
+
+
+def english_words(text: str, allowed: Allowed) -> list[str]:
+    """The English words of ``text`` (see ``english_runs``)."""
+    return [w for run in english_runs(text, allowed) for w in run]
+
+
+def origin(runs: list[list[str]], notebook: str, package: str) -> str:
+    """Where English phrases come from: ``notebook string`` (the zh
+    cell's own strings hold the phrase), ``package message`` (the
+    package's strings do) or ``library output`` (neither: PyTorch,
+    pandas, torchinfo, ...); the most common of the phrases' origins."""
+    votes = {"notebook string": 0, "package message": 0,
+             "library output": 0}
+    for run in runs:
+        phrase = re.compile(r"(?<![A-Za-z])" + r"\W+".join(
+            map(re.escape, run)) + r"(?![A-Za-z])")
+        key = ("notebook string" if phrase.search(notebook) else
+               "package message" if phrase.search(package) else
+               "library output")
+        votes[key] += len(run)
+    return max(votes, key=votes.get)
 
 
 def _html_text(html: str) -> str:
@@ -446,12 +510,29 @@ def figure_strings(code: str) -> list[tuple[int, str]]:
     out = []
 
     def strings(node):
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.JoinedStr):
-                out.append((sub.lineno, _fstring(sub)))
-            elif isinstance(sub, ast.Constant) and isinstance(sub.value,
-                                                               str):
-                out.append((sub.lineno, sub.value))
+        """The text a value shows: strings, f-strings, and those inside
+        lists, tuples, +, conditional expressions, comprehensions and
+        method calls on a string ("、".join(...)); not dict keys or
+        other calls' arguments."""
+        if isinstance(node, ast.JoinedStr):
+            out.append((node.lineno, _fstring(node)))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            out.append((node.lineno, node.value))
+        elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            for e in node.elts:
+                strings(e)
+        elif isinstance(node, ast.BinOp):
+            strings(node.left)
+            strings(node.right)
+        elif isinstance(node, ast.IfExp):
+            strings(node.body)
+            strings(node.orelse)
+        elif isinstance(node, (ast.ListComp, ast.GeneratorExp)):
+            strings(node.elt)
+        elif isinstance(node, ast.Call) and isinstance(
+                node.func, ast.Attribute) and isinstance(
+                    node.func.value, (ast.Constant, ast.JoinedStr)):
+            strings(node.func.value)
 
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
@@ -511,23 +592,23 @@ def english_on_screen(executed: Path, source: Path | None,
         code = _source(src_cells[i]) if i < len(src_cells) else ""
         strings = " ".join(t for _, t in code_texts(code))
         for kind, text in output_texts(cell):
-            words = english_words(text, allowed)
-            if not words:
+            runs = english_runs(without_source_code(text), allowed)
+            if not runs:
                 continue
-            in_nb = [w for w in words if re.search(rf"\b{w}\b", strings)]
-            in_pkg = [w for w in words if re.search(rf"\b{w}\b", package)]
-            origin = ("notebook string" if len(in_nb) * 2 >= len(words)
-                      else "package message" if len(in_pkg) * 2 >= len(words)
-                      else "library output")
             found.append({"where": f"{executed.name} cell {i} ({kind})",
-                          "words": words, "origin": origin,
+                          "words": [w for run in runs for w in run],
+                          "phrases": [" ".join(run) for run in runs],
+                          "origin": origin(runs, strings, package),
                           "text": text.strip()[:300]})
         for line, text in figure_strings(code):
-            words = english_words(printed(text), allowed)
-            if words:
+            runs = english_runs(_SPANS[2].sub(" ", printed(text)),
+                                allowed)
+            if runs:
                 found.append({"where": f"{executed.name} cell {i} line "
                                        f"{line} (figure text)",
-                              "words": words, "origin": "notebook string",
+                              "words": [w for run in runs for w in run],
+                              "phrases": [" ".join(run) for run in runs],
+                              "origin": "notebook string",
                               "text": text[:300]})
     return found
 
