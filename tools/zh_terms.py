@@ -15,7 +15,8 @@ Chinese paragraph. ``tests/test_zh_terms.py`` checks them.
 any); ``python tools/zh_terms.py --english DIR`` lists the English words
 in the executed Chinese notebooks of DIR (default
 ``build/run/smoke/zh``) that ``tests/zh_english_allowed.txt`` does not
-allow, with where each comes from.
+allow, with where each comes from, and what the rules find in their
+printed Chinese.
 """
 from __future__ import annotations
 
@@ -613,6 +614,23 @@ def english_on_screen(executed: Path, source: Path | None,
     return found
 
 
+def output_problems(executed: Path, rules: list[Rule]) -> list[Problem]:
+    """What the wording and typography rules find in the Chinese lines
+    an executed notebook printed or displayed ("286 个参数" printed by
+    ``print(n, "个参数")``, which no single string literal shows)."""
+    texts = []
+    for i, cell in enumerate(_notebook_cells(executed)):
+        if cell.get("cell_type") != "code":
+            continue
+        for kind, text in output_texts(cell):
+            lines = [line for line in without_source_code(text).splitlines()
+                     if HAN_RE.search(line)]
+            if lines:
+                texts.append(Text(f"{executed.name} cell {i} ({kind})",
+                                  "code", printed("\n".join(lines))))
+    return check(texts, rules)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--english", nargs="?", type=Path, metavar="DIR",
@@ -632,8 +650,11 @@ def main(argv: list[str] | None = None) -> int:
             for f in english_on_screen(path, ZH_DIR / path.name, allowed):
                 n += 1
                 print(f"{f['where']} [{f['origin']}]: "
-                      f"{' '.join(dict.fromkeys(f['words']))}\n"
+                      f"{' | '.join(dict.fromkeys(f['phrases']))}\n"
                       f"    {f['text'][:160]!r}")
+            for p in output_problems(path, load_rules()):
+                n += 1
+                print(p)
         return 1 if n else 0
     try:
         rules = load_rules()
