@@ -161,6 +161,51 @@ def test_stale_translation_is_named(tmp_path, monkeypatch):
     assert "01_x.ipynb cell 0" in msg and "English changed" in msg
 
 
+def test_changed_english_label_makes_code_cell_stale(tmp_path, monkeypatch):
+    """A code cell records its English twin's strings and comments: a
+    changed English label (or comment) makes the zh cell stale, a change
+    to the code alone does not (test_same_cells_and_code checks that),
+    nor does a new release pin or link (make publish)."""
+    import zh_sync
+    en_dir, zh_dir = tmp_path, tmp_path / "zh"
+    zh_dir.mkdir()
+
+    def write(folder, code):
+        nb = {"cells": [{"cell_type": "code", "metadata": {},
+                         "source": code, "outputs": [],
+                         "execution_count": None}],
+              "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+        (folder / "01_x.ipynb").write_text(json.dumps(nb))
+
+    en = ('ax.set_title("Memory")  # MiB per step\n'
+          'print(f"{n} params", "d2l-densenet==0.3.0")\n')
+    write(en_dir, en)
+    write(zh_dir, 'ax.set_title("显存")  # 每步的MiB\n'
+                  'print(f"{n}个参数", "d2l-densenet==0.3.0")\n')
+    monkeypatch.setattr(zh_sync, "EN_DIR", en_dir)
+    (msg,) = zh_sync.stale_cells(zh_dir / "01_x.ipynb")
+    assert "code cell 0" in msg and "not stamped" in msg
+    assert zh_sync.stamp(zh_dir / "01_x.ipynb") == 1
+    assert zh_sync.stale_cells(zh_dir / "01_x.ipynb") == []
+    # the code alone, white space, a release: still in step
+    write(en_dir, en.replace("{n}", "{n + 0}").replace("  #", "   #")
+          .replace("0.3.0", "0.4.0"))
+    assert zh_sync.stale_cells(zh_dir / "01_x.ipynb") == []
+    # a changed label, a changed comment: stale, named
+    for changed in (en.replace("Memory", "Peak memory"),
+                    en.replace("MiB per step", "MiB per training step")):
+        write(en_dir, changed)
+        (msg,) = zh_sync.stale_cells(zh_dir / "01_x.ipynb")
+        assert "01_x.ipynb code cell 0" in msg
+        assert "strings or comments changed" in msg
+    # the install cell is make publish's: never stamped, never stale
+    install = 'INSTALL = "google.colab" in sys.modules\nprint("hi")\n'
+    write(en_dir, install)
+    write(zh_dir, install.replace("hi", "你好"))
+    assert zh_sync.stamp(zh_dir / "01_x.ipynb") == 0
+    assert zh_sync.stale_cells(zh_dir / "01_x.ipynb") == []
+
+
 @pytest.mark.parametrize("path", series("zh"),
                          ids=[p.name for p in series("zh")])
 def test_translation_is_in_step_with_english(path: Path):
@@ -182,6 +227,8 @@ def rejected_terms() -> dict[str, str]:
     (``| English | 中文 | 不用 |``; variants separated by 、)."""
     out = {}
     for line in GLOSSARY.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):   # the rules table (test_zh_terms.py)
+            break
         cols = [c.strip() for c in line.strip().strip("|").split("|")]
         if (len(cols) < 3 or cols[0] == "English"
                 or not re.search(r"[\u4e00-\u9fff]", cols[2])):

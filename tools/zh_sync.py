@@ -2,29 +2,44 @@
 
 Every markdown cell of ``notebooks/zh/NN_*.ipynb`` records, in its
 metadata (``d2l_densenet.en_hash``), the hash of the English cell it
-translates. When the English cell changes, the hash no longer matches and
-``tests/test_zh.py`` names the cell: update the translation, then stamp it.
+translates. Every code cell records the hash of its English twin's
+string literals and comments (``d2l_densenet.en_strings_hash``): the
+code itself is the same in both editions (``tests/test_zh.py`` checks
+it), the strings and comments are what a reader sees and what the
+translation changes. When the English changes, the hash no longer
+matches and ``tests/test_zh.py`` names the cell: update the translation,
+then stamp it. The install cell is left out: ``make publish`` writes it
+whole in both editions (tools/publish.py).
 
 ``python tools/zh_sync.py check`` lists stale or unstamped cells (exit 1
 if any); ``python tools/zh_sync.py stamp notebooks/zh/01_x.ipynb
-[--cell N ...]`` records the current English hash for every markdown
-cell (or only the cells given, by index), after you have checked that the
-translation says what the English says.
+[--cell N ...]`` records the current English hashes for every markdown
+and code cell (or only the cells given, by index), after you have
+checked that the translation says what the English says.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
 from publishing import without_published_links
+from zh_terms import code_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 EN_DIR = ROOT / "notebooks"
 ZH_DIR = EN_DIR / "zh"
 KEY = "d2l_densenet"
+#: The metadata field of a markdown cell and of a code cell.
+FIELD = {"markdown": "en_hash", "code": "en_strings_hash"}
+#: The install cell (tools/publish.py writes it whole in both editions).
+_INSTALL = '"google.colab" in sys.modules'
+# what make publish rewrites in a string: the release pin, git URLs
+_PIN = re.compile(r"(?<![\w.-])d2l-densenet==[0-9][A-Za-z0-9.]*[A-Za-z0-9]")
+_GIT = re.compile(r"git\+<published-link>|git\+https://\S+")
 
 
 def en_hash(text: str) -> str:
@@ -33,6 +48,28 @@ def en_hash(text: str) -> str:
     text = without_published_links(text)
     lines = [line.rstrip() for line in text.strip().splitlines()]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
+
+
+def en_strings_hash(code: str) -> str:
+    """Hash of an English code cell's string literals and comments (in
+    order, white space collapsed), ignoring what ``make publish``
+    rewrites (links, the release pin): a change to the code alone leaves
+    it as it is."""
+    lines = []
+    for _, text in code_texts(code):
+        text = _GIT.sub("<git-url>", without_published_links(text))
+        lines.append(" ".join(_PIN.sub("<pin>", text).split()))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
+
+
+def _hash(cell: dict) -> str | None:
+    """The hash a zh twin of this English cell records; None for a cell
+    that is not stamped (raw cells, the install cell)."""
+    if cell["cell_type"] == "markdown":
+        return en_hash(_source(cell))
+    if cell["cell_type"] == "code" and _INSTALL not in _source(cell):
+        return en_strings_hash(_source(cell))
+    return None
 
 
 def _cells(path: Path) -> list[dict]:
@@ -54,17 +91,22 @@ def stale_cells(zh_path: Path) -> list[str]:
                 f"kind ({len(en)} English, {len(zh)} Chinese cells)"]
     out = []
     for i, (a, b) in enumerate(zip(en, zh, strict=True)):
-        if a["cell_type"] != "markdown":
+        want = _hash(a)
+        if want is None:
             continue
-        stamp = b.get("metadata", {}).get(KEY, {}).get("en_hash")
+        field = FIELD[a["cell_type"]]
+        stamp = b.get("metadata", {}).get(KEY, {}).get(field)
         first = _source(a).strip().splitlines()[:1]
-        where = (f"{zh_path.name} cell {i} (English: "
+        what = "" if a["cell_type"] == "markdown" else "code "
+        where = (f"{zh_path.name} {what}cell {i} (English: "
                  f"{first[0][:50] if first else ''!r})")
         if stamp is None:
             out.append(f"{where}: not stamped")
-        elif stamp != en_hash(_source(a)):
-            out.append(f"{where}: the English changed since it was "
-                       f"translated")
+        elif stamp != want:
+            out.append(f"{where}: the English "
+                       + ("changed" if not what else
+                          "strings or comments changed")
+                       + " since it was translated")
     return out
 
 
@@ -78,12 +120,13 @@ def stamp(zh_path: Path, only: list[int] | None = None) -> int:
                          f"{len(nb['cells'])} Chinese: align them first")
     n = 0
     for i, (a, b) in enumerate(zip(en, nb["cells"], strict=True)):
-        if a["cell_type"] != "markdown" or b["cell_type"] != "markdown":
+        want = _hash(a)
+        if want is None or a["cell_type"] != b["cell_type"]:
             continue
         if only is not None and i not in only:
             continue
-        b.setdefault("metadata", {}).setdefault(KEY, {})["en_hash"] = \
-            en_hash(_source(a))
+        b.setdefault("metadata", {}).setdefault(KEY, {})[
+            FIELD[a["cell_type"]]] = want
         n += 1
     text = json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False,
                       separators=(",", ": ")) + "\n"
