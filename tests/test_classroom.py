@@ -366,11 +366,10 @@ blk = DenseBlock(2, 3, 10)
 X = torch.randn(4, 3, 8, 8)
 Y = blk(X)''',
     '''\
-import d2l_densenet as dd
-
-
-def transition_block(input_channels, num_channels):
-    return getattr(dd, "transition_block")(input_channels, num_channels)''',
+def transition_block(input_channels, num_channels,
+                     _pkg=__import__("d2l_" + "densenet")):
+    return getattr(_pkg, "transition_" + "block")(input_channels,
+                                                  num_channels)''',
     '''\
 def densenet_channels(num_channels, growth_rate, arch):
     dd = torch.sys.modules["d2l_densenet"]
@@ -607,8 +606,9 @@ def test_patching_the_grader_is_flagged(graded):
 
 @pytest.mark.slow
 def test_wrappers_around_the_package_are_flagged(graded):
-    """Thin wrappers reaching the package by importlib, ``__import__``,
-    ``getattr`` on the module and ``sys.modules`` earn nothing on those
+    """Thin wrappers reaching the package by importlib, ``__import__``
+    (in a default argument, names pieced together), ``getattr`` on the
+    module and ``sys.modules`` earn nothing on those
     questions (at most 30% of the points in all), each with a "not your
     code" message, and the submission is flagged with every route."""
     row = graded[A][1]["trudy"]
@@ -618,7 +618,7 @@ def test_wrappers_around_the_package_are_flagged(graded):
         assert row["questions"][q][0] == 0, (q, row["questions"])
     flag = "; ".join(row["flag"])
     for route in ("imports importlib", "calls __import__",
-                  "calls getattr on the module dd",
+                  "calls getattr with a computed name",
                   "takes a module out of sys.modules",
                   "DenseBlock reached d2l_densenet.blocks.DenseBlock",
                   "transition_block reached d2l_densenet.blocks."
@@ -695,8 +695,8 @@ print(json.dumps(got))
     work = tmp_path / "run"
     sandbox.prepare(work)
     argv, _, _ = sandbox.command(work, cg._package_parent(), True, 1)
-    argv = argv[:argv.index(sandbox.CHECKER) - 2] + [
-        sys.executable, "-c", probe]
+    assert argv[-3:] == [sys.executable, "-s", sandbox.CHECKER]
+    argv = argv[:-3] + [sys.executable, "-c", probe]
     got = json.loads(subprocess.run(argv, capture_output=True, text=True,
                                     timeout=60, check=True).stdout)
     print("\ninside the sandbox:", got)
@@ -965,9 +965,9 @@ def test_q1_patched_during(sneaky):
 '''
 GUARD_CELLS = [
     "import torch\nfrom torch import nn\n\nimport d2l_densenet as dd\n\n"
-    "keep = dd.conv_block  # a reference kept for later\n"
+    "keep = [dd.conv_block]  # a reference kept for later\n"
     "torch.allclose = lambda *a, **k: True",
-    "def conv_block(i, o):\n    return keep(i, o)",
+    "def conv_block(i, o):\n    return keep[0](i, o)",
     "def honest(i, o):\n    return nn.Sequential(nn.Conv2d(i, o, 3))",
     "def sneaky():\n    torch.equal = lambda *a, **k: True\n    return 1",
     "import sys\n\nseen = len(sys.modules)\nprint('modules', seen)",
