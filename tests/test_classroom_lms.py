@@ -205,6 +205,9 @@ ROUTES = [
     ("from torch import sys as s", "imports torch.sys"),
     ("x = open('/etc/passwd').read()", "opens files"),
     ("f = getattr(object, name)", "calls getattr with a computed name"),
+    ("class Yes(int):\n    def __eq__(self, other):\n        return True",
+     "defines Yes.__eq__"),
+    ("Yes = type('Yes', (), {})", "creates a class with type("),
 ]
 
 

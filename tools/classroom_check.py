@@ -94,6 +94,7 @@ _OS_PATH = ("exists", "isfile", "isdir", "join", "basename", "dirname",
 _SYS_ATTRS = ("version", "version_info", "platform", "maxsize",
               "float_info", "byteorder", "implementation")
 _OUTPUT_LIMIT = 20_000
+_MESSAGE_LIMIT = 4_000
 
 
 class _Flags:
@@ -588,9 +589,11 @@ def main() -> int:  # noqa: C901 - one closure keeps the state unreachable
                 refuse(f"used {event}", event)
             path = path_of(args[0]) if args else None
             if event == "open":
-                if isinstance(args[0], int):
-                    refuse("opened a file descriptor of the grader",
+                if args and args[0] == results.fileno():
+                    refuse("opened the grader's channel for results",
                            f"open({args[0]})")
+                if isinstance(args[0], int):
+                    return  # a descriptor it has (tempfile, os.open)
                 mode = args[1] if len(args) > 1 else "r"
                 flag_bits = args[2] if len(args) > 2 else 0
                 writing = (isinstance(mode, str) and any(
@@ -641,6 +644,8 @@ def main() -> int:  # noqa: C901 - one closure keeps the state unreachable
         finally:
             armed[0] = False
             sys.stdout, sys.stderr = real_stdout, real_stderr
+        if error and len(error) > _MESSAGE_LIMIT:
+            error = error[:_MESSAGE_LIMIT] + " [...]"
         emit("cell", index=n, error=error,
              seconds=round(time.perf_counter() - t0, 2))
     changed = verify()
@@ -685,6 +690,8 @@ def main() -> int:  # noqa: C901 - one closure keeps the state unreachable
                           f"{package}{via}")
                 passed, message = False, texts["not_yours"].format(
                     name=name, target=target, via=via)
+            if len(message) > _MESSAGE_LIMIT:
+                message = message[:_MESSAGE_LIMIT] + " [...]"
             emit("check", question=qname, name=case["name"],
                  hidden=case["hidden"], points=case["points"],
                  passed=passed, message=message,

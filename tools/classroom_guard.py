@@ -67,6 +67,11 @@ _LEAKS = {"sys", "os", "builtins", "importlib", "subprocess", "gc",
           "_C", "_dynamo", "hub", "cpp_extension", "multiprocessing"}
 _FETCH = {"get", "values", "items", "keys", "pop", "setdefault",
           "copy"}
+#: Methods that decide how a value compares: a class defining them can
+#: make ``assert got == want`` pass whatever ``want`` is.
+_COMPARISONS = {"__eq__", "__ne__", "__lt__", "__le__", "__gt__",
+                "__ge__", "__bool__", "__instancecheck__",
+                "__subclasscheck__", "__hash__"}
 
 
 def _top(name: str) -> str:
@@ -154,6 +159,10 @@ class _Inspector(ast.NodeVisitor):
         if isinstance(f, ast.Attribute) and f.attr in _FETCH and \
                 _is_sys_modules(f.value):
             self.flag(node, "takes a module out of sys.modules")
+        if isinstance(f, ast.Name) and f.id == "type" and len(
+                node.args) == 3:
+            self.flag(node, "creates a class with type(name, bases, "
+                            "namespace)")
         if isinstance(f, ast.Name) and f.id in ("getattr", "setattr",
                                                 "delattr", "hasattr"):
             name = node.args[1] if len(node.args) > 1 else None
@@ -208,7 +217,18 @@ class _Inspector(ast.NodeVisitor):
             self._target(t, "deletes")
         self.generic_visit(node)
 
-    def visit_Global(self, node):
+    # values that pass a check without being right ---------------------
+    def visit_ClassDef(self, node):
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                    and item.name in _COMPARISONS:
+                self.flag(item, f"defines {node.name}.{item.name} (a value "
+                                f"that may equal anything)")
+            elif isinstance(item, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id in _COMPARISONS
+                    for t in item.targets):
+                self.flag(item, f"sets {node.name}'s comparison (a value "
+                                f"that may equal anything)")
         self.generic_visit(node)
 
 
