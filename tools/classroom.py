@@ -771,8 +771,8 @@ def main(argv=None) -> int:
     g.add_argument("--timeout", type=float, default=600,
                    help="seconds one submission may run (600)")
     g.add_argument("--jobs", type=_positive_int, default=None,
-                   help="submissions graded at once (default: the "
-                   f"number of cores, {cg.default_jobs()} here)")
+                   help="submissions graded at once (default: one per "
+                   f"core as memory allows, {cg.default_jobs()} here)")
     g.add_argument("--no-sandbox", action="store_true",
                    help="run submissions without the sandbox (student "
                    "code gets your rights; said on every run)")

@@ -332,11 +332,27 @@ def _written_col(q: dict) -> str:
     return f"{q['name']} (written, /{q['points']:g})"
 
 
-def default_jobs() -> int:
+def cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
         return max(1, os.cpu_count() or 1)
+
+
+#: Memory one checks' process needs (PyTorch, torchvision, pandas, the
+#: package and a submission: about 0.8-1.1 GB measured).
+GB_PER_JOB = 1.5
+
+
+def default_jobs() -> int:
+    """Submissions graded at once by default: one per core, as many as
+    the memory holds."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        by_memory = int(memory / 2**30 / GB_PER_JOB)
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        by_memory = cores()
+    return max(1, min(cores(), by_memory))
 
 
 def grade_one(path: Path, nb, checks_by_lang, name: str, timeout: float,
@@ -515,7 +531,7 @@ def grade(folder: Path, name: str, autograders: Path,
     elif not ok:
         raise GradeError(f"no sandbox here: {why}")
     points = possible_points(zips[name])
-    threads = max(1, default_jobs() // jobs)
+    threads = max(1, cores() // jobs)
     cache, lock = {}, threading.Lock()
 
     def checks_by_lang(lang):
