@@ -699,7 +699,8 @@ def main() -> int:  # noqa: C901 - one closure keeps the state unreachable
                  flags=list(dict.fromkeys(flags.during)))
     graded.clear()
     emit("done", flags=flags.items, output=capture.text(),
-         seconds=round(time.perf_counter() - start, 2))
+         seconds=round(time.perf_counter() - start, 2),
+         cpu=round(time.process_time(), 2))
     results.close()
     return 0
 

@@ -294,7 +294,7 @@ def run_checks(nb, checks: dict, timeout: float, use_sandbox: bool,
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = dict(cells=[], checks=[], flags=list(flags), output="",
-                  timed_out=timed_out, finished=False,
+                  cpu=0.0, timed_out=timed_out, finished=False,
                   exit=proc.returncode, seconds=seconds,
                   stderr=err.decode("utf-8", "replace")[-3000:])
     for line in out.decode("utf-8", "replace").splitlines():
@@ -310,6 +310,7 @@ def run_checks(nb, checks: dict, timeout: float, use_sandbox: bool,
         elif kind == "done":
             result["finished"] = True
             result["output"] = event["output"]
+            result["cpu"] = event.get("cpu", 0.0)
             for f in event["flags"]:  # unless read in the code already
                 if not any(g == f or g.startswith(f + " (cell")
                            for g in result["flags"]):
@@ -364,7 +365,7 @@ def grade_one(path: Path, nb, checks_by_lang, name: str, timeout: float,
     checks = checks_by_lang(lang)
     res = run_checks(nb, checks, timeout, use_sandbox, threads, lang)
     out = dict(lang=lang, cells=[c for c in res["cells"] if c["error"]],
-               flag=res["flags"], seconds=res["seconds"],
+               flag=res["flags"], seconds=res["seconds"], cpu=res["cpu"],
                output=res["output"], error="", student_error="")
     ran = res["checks"]
     if not ran:
@@ -531,7 +532,10 @@ def grade(folder: Path, name: str, autograders: Path,
     elif not ok:
         raise GradeError(f"no sandbox here: {why}")
     points = possible_points(zips[name])
-    threads = max(1, cores() // jobs)
+    # one thread each: the checks are small, several threads per process
+    # only contend (badly, on a busy machine), and one thread gives the
+    # same numbers whatever --jobs is
+    threads = 1
     cache, lock = {}, threading.Lock()
 
     def checks_by_lang(lang):
@@ -602,7 +606,7 @@ def grade(folder: Path, name: str, autograders: Path,
     def report(sid, res):
         row = rows[sid]
         row.update({k: v for k, v in res.items() if k in row or k in
-                    ("seconds", "output")})
+                    ("seconds", "output", "cpu")})
         if res["status"] == "graded":
             row["percent"] = 100 * row["score"] / (row["possible"]
                                                    or 1)
@@ -619,7 +623,8 @@ def grade(folder: Path, name: str, autograders: Path,
     out_rows = [rows[sid] for sid in order]
     for row in out_rows:
         write_feedback(row, written, feedback)
-    print_total(out_rows, elapsed, jobs)
+    print_total(out_rows, elapsed, jobs, sum(
+        results[sid].get("cpu", 0.0) for sid in results))
     table = merge_csv(out_rows, written, csv_path)
     print(f"wrote {table} and {len(out_rows)} feedback file(s) in "
           f"{feedback}")
@@ -651,7 +656,7 @@ def _print_row(row: dict, seconds: float, i: int, n: int) -> None:
 
 
 def print_total(rows: list[dict], seconds: float = 0.0,
-                jobs: int = 1) -> None:
+                jobs: int = 1, cpu: float = 0.0) -> None:
     ok = [r for r in rows if r["status"] == "graded"]
     bad = [r for r in rows if r["status"] == "error"]
     missing = [r for r in rows if r["status"] == "missing"]
@@ -660,7 +665,8 @@ def print_total(rows: list[dict], seconds: float = 0.0,
     print(f"total: {len(rows)} student(s): {len(ok)} graded (mean "
           f"{mean:.1f}% of the checks' points), {len(bad)} error(s), "
           f"{len(missing)} missing, {len(flagged)} flagged; "
-          f"{seconds:.0f} s with {jobs} job(s)", flush=True)
+          f"{seconds:.0f} s with {jobs} job(s), {cpu:.0f} CPU-s in the "
+          f"checks' processes", flush=True)
     for r in bad + missing:
         print(f"    check {r['student']}: {r['error']}", flush=True)
     for r in flagged:
