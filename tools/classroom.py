@@ -1,17 +1,22 @@
 """The classroom edition: build the assignments, grade submissions.
 
 Built with otter-grader (``otter assign`` on the master notebooks in
-``notebooks/classroom/``; grading with ``otter run``'s Python API, which
-needs no Docker; tools/classroom_grade.py)::
+``notebooks/classroom/``); graded by tools/classroom_grade.py, which runs
+otter's checks in a sandboxed process of its own, out of the student's
+reach (tools/classroom_check.py, tools/classroom_sandbox.py)::
 
     python tools/classroom.py build [--out build/classroom]
         [--no-run-tests] [--repo OWNER/NAME] [--branch BRANCH]
         [--tag TAG] [--package-repo OWNER/NAME] [--folder classroom]
         [NAME ...]
     python tools/classroom.py grade FOLDER --assignment NAME
-        [--roster CSV] [--timeout S] [--csv FILE] [--feedback DIR]
-        [--autograders build/classroom/autograder]
+        [--roster CSV] [--layout auto|folders|canvas|moodle]
+        [--timeout S] [--jobs N] [--no-sandbox] [--csv FILE]
+        [--feedback DIR] [--export canvas|moodle] [--export-to FILE]
+        [--lms-column NAME] [--autograders build/classroom/autograder]
     python tools/classroom.py answers FOLDER --assignment NAME [--out F]
+    python tools/classroom.py export GRADES.csv --assignment NAME
+        --to canvas|moodle [--roster CSV] [--out FILE]
 
 REPO, BRANCH and TAG default to publish.toml's (tools/publishing.py);
 students and the autograder install ``git+https://github.com/REPO@TAG``
@@ -35,7 +40,8 @@ every master ``NAME.ipynb``:
 * ``autograder/NAME-autograder.zip``: every check, public and hidden,
   and the pinned grading environment (``environment.yml``);
   ``autograder/NAME-written.json``: the written questions, their rubrics
-  and model answers;
+  and model answers; ``autograder/NAME-zh.json``: every check's messages
+  and name in Chinese (the feedback of Chinese submissions);
 * ``solutions/NAME.ipynb``: the solutions (otter's markers show the
   parts students write), every check in its metadata;
 * ``samples/``: the solution and the blank student notebook of the first
@@ -46,8 +52,10 @@ badges and the Colab cell to work; keep ``autograder/`` and
 ``solutions/`` private.
 
 ``grade`` grades one assignment's submissions, one row per student (see
-tools/classroom_grade.py); ``answers`` writes all written answers to an
-HTML page, question by question.
+tools/classroom_grade.py; Canvas's and Moodle's downloads and class
+lists: tools/classroom_lms.py); ``answers`` writes all written answers
+to an HTML page, question by question; ``export`` writes the LMS's
+import file from a grades file.
 """
 from __future__ import annotations
 
