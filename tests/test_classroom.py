@@ -1102,6 +1102,13 @@ def test_canvas_and_moodle_downloads(edition, tmp_path):
                           "15"]
     assert got["103"][5] == "0" and got["104"][5] == ""
     assert "999" not in got
+    # and again from the grades file alone (after typing in points)
+    again = tmp_path / "again.csv"
+    assert main(["export", str(folder / "grades.csv"), "--assignment", A,
+                 "--to", "canvas", "--roster", str(roster),
+                 "--autograders", str(ag), "--out", str(again)]) == 0
+    with open(again, encoding="utf-8") as f:
+        assert list(csv.reader(f)) == table
 
     folder = tmp_path / "moodle"
     roster = _moodle(built, folder)
