@@ -245,3 +245,26 @@ def test_honest_code_is_not_flagged(master):
     cells = _student_code(master)
     assert len(cells) >= 5
     assert inspect_code(cells) == []
+
+
+def test_grades_go_to_a_new_file_when_the_old_cannot_be_written(
+        tmp_path, monkeypatch, capsys):
+    """If the grades file cannot be written (open in Excel on Windows,
+    a full disk), the new rows are written next to it, not lost."""
+    path = tmp_path / "grades.csv"
+    path.write_text("student,comment\nann,ok\n", encoding="utf-8")
+    real = lms.write_table
+
+    def locked(p, table):
+        if p == path:
+            raise PermissionError(f"{p} is locked")
+        real(p, table)
+    monkeypatch.setattr(lms, "write_table", locked)
+    row = dict(student="ann", name="", assignment=A, submission="x",
+               status="graded", score=2.0, possible=3.0, percent=66.7,
+               questions={"q1": (2.0, 3.0)}, flag=[], notes=[], error="")
+    out = cg.merge_csv([row], [], path)
+    assert out != path and out.name.startswith("grades-new-")
+    table = {r["student"]: r for r in lms.read_table(out, "x").rows}
+    assert table["ann"]["score"] == "2" and table["ann"]["comment"] == "ok"
+    assert str(out) in capsys.readouterr().err
