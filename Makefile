@@ -13,7 +13,7 @@ EDITION ?= en
 
 .PHONY: install extras-nodeps data run test test-fast test-floor test-colab \
 	lock lab lint \
-	benchmark classroom clean
+	benchmark classroom grader-deps clean
 
 install: $(STAMP)
 
@@ -153,12 +153,30 @@ CLASSROOM_FOLDER ?= classroom
 CLASSROOM_ARGS = $(if $(CLASSROOM_REPO),--repo $(CLASSROOM_REPO)) \
 	$(if $(CLASSROOM_BRANCH),--branch $(CLASSROOM_BRANCH)) \
 	$(if $(CLASSROOM_TAG),--tag $(CLASSROOM_TAG))
-classroom: data
+classroom: data grader-deps
 	$(PY) tools/classroom.py build --out build/classroom \
 		--folder $(CLASSROOM_FOLDER) $(CLASSROOM_ARGS)
 	$(PY) tools/classroom.py grade build/classroom/samples \
 		--assignment a_building_blocks \
 		--autograders build/classroom/autograder
+
+# bubblewrap, the sandbox submissions are graded in (tools/
+# classroom_sandbox.py). As root on Debian/Ubuntu (CI) apt-get installs
+# it; otherwise it prints the command to run, and grading says on every
+# run that it is not sandboxed (no failure: macOS and Windows have no
+# bubblewrap).
+grader-deps:
+	@if command -v bwrap >/dev/null; then \
+		echo "grader-deps: bubblewrap is installed"; \
+	elif [ "$$(uname -s)" != Linux ]; then \
+		echo "grader-deps: no sandbox on $$(uname -s): submissions are" \
+		"graded unsandboxed (see TEACHERS.md)" >&2; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends bubblewrap; \
+	else echo "grader-deps: run: sudo apt-get update && sudo" \
+		"apt-get install -y bubblewrap (until then grading is not" \
+		"sandboxed)" >&2; fi
 
 clean:
 	rm -rf $(VENV) build

@@ -1,17 +1,22 @@
 """The classroom edition: build the assignments, grade submissions.
 
 Built with otter-grader (``otter assign`` on the master notebooks in
-``notebooks/classroom/``; grading with ``otter run``'s Python API, which
-needs no Docker; tools/classroom_grade.py)::
+``notebooks/classroom/``); graded by tools/classroom_grade.py, which runs
+otter's checks in a sandboxed process of its own, out of the student's
+reach (tools/classroom_check.py, tools/classroom_sandbox.py)::
 
     python tools/classroom.py build [--out build/classroom]
         [--no-run-tests] [--repo OWNER/NAME] [--branch BRANCH]
         [--tag TAG] [--package-repo OWNER/NAME] [--folder classroom]
         [NAME ...]
     python tools/classroom.py grade FOLDER --assignment NAME
-        [--roster CSV] [--timeout S] [--csv FILE] [--feedback DIR]
-        [--autograders build/classroom/autograder]
+        [--roster CSV] [--layout auto|folders|canvas|moodle]
+        [--timeout S] [--jobs N] [--no-sandbox] [--csv FILE]
+        [--feedback DIR] [--export canvas|moodle] [--export-to FILE]
+        [--lms-column NAME] [--autograders build/classroom/autograder]
     python tools/classroom.py answers FOLDER --assignment NAME [--out F]
+    python tools/classroom.py export GRADES.csv --assignment NAME
+        --to canvas|moodle [--roster CSV] [--out FILE]
 
 REPO and BRANCH default to publish.toml's (tools/publishing.py);
 students and the autograder install publish.toml's release from PyPI
@@ -37,7 +42,8 @@ every master ``NAME.ipynb``:
 * ``autograder/NAME-autograder.zip``: every check, public and hidden,
   and the pinned grading environment (``environment.yml``);
   ``autograder/NAME-written.json``: the written questions, their rubrics
-  and model answers;
+  and model answers; ``autograder/NAME-zh.json``: every check's messages
+  and name in Chinese (the feedback of Chinese submissions);
 * ``solutions/NAME.ipynb``: the solutions (otter's markers show the
   parts students write), every check in its metadata;
 * ``samples/``: the solution and the blank student notebook of the first
@@ -48,8 +54,10 @@ badges and the Colab cell to work; keep ``autograder/`` and
 ``solutions/`` private.
 
 ``grade`` grades one assignment's submissions, one row per student (see
-tools/classroom_grade.py); ``answers`` writes all written answers to an
-HTML page, question by question.
+tools/classroom_grade.py; Canvas's and Moodle's downloads and class
+lists: tools/classroom_lms.py); ``answers`` writes all written answers
+to an HTML page, question by question; ``export`` writes the LMS's
+import file from a grades file.
 """
 from __future__ import annotations
 
@@ -351,6 +359,36 @@ def _zh_code(nb, missing: list) -> None:
         raise ClassroomError(f"{_rel(ZH_CODE)}: {e}") from e
 
 
+def zh_checks(zip_path: Path, missing: list) -> dict:
+    """The Chinese of every check of an autograder zip, hidden ones
+    included, for grading Chinese submissions: ``{"tests": {question:
+    source with Chinese messages}, "titles": {test function: Chinese
+    title}, "own_work": the own-work helper in Chinese}``; what has no
+    Chinese in zh/code.md goes to ``missing``."""
+    import zipfile
+
+    import classroom_grade as cg
+    import classroom_zh_code as zc
+    try:
+        table = zc.read(ZH_CODE)
+        out = dict(tests={}, titles={},
+                   own_work=zc.translate_test(
+                       ast.unparse(ast.parse(OWN_WORK)), table, missing))
+        with zipfile.ZipFile(zip_path) as z:
+            for n in sorted(z.namelist()):
+                if not (n.startswith("tests/") and n.endswith(".py")):
+                    continue
+                src = z.read(n).decode("utf-8")
+                out["tests"][Path(n).stem] = zc.translate_test(
+                    src, table, missing)
+                for fn in re.findall(r"^def (test_\w+)\(", src, re.M):
+                    out["titles"][fn] = zc.translate_title(
+                        cg.check_title(fn), table, missing)
+    except zc.ZhCodeError as e:
+        raise ClassroomError(f"{_rel(ZH_CODE)}: {e}") from e
+    return out
+
+
 def _quiet_otter_logging() -> None:
     import logging
     logging.getLogger("otter").setLevel(logging.WARNING)
@@ -575,6 +613,12 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
                 written=out / "autograder" / f"{name}-written.json",
                 solution=out / "solutions" / f"{name}.ipynb")
             shutil.copyfile(zips[0], paths["autograder"])
+        paths["zh_checks"] = paths["autograder"].with_name(
+            f"{name}-zh.json")
+        paths["zh_checks"].write_text(json.dumps(
+            zh_checks(paths["autograder"], missing), indent=1,
+            ensure_ascii=False), encoding="utf-8")
+        student.metadata["d2l_densenet"] = {"edition": "en"}
         paths["written"].write_text(json.dumps(written[name], indent=1,
                                                ensure_ascii=False),
                                     encoding="utf-8")
@@ -590,6 +634,7 @@ def build(out: Path = DEFAULT_OUT, names=None, run_tests: bool = True,
         student_zh = _zh_student(student, english, zh[name], name,
                                  badge_zh)
         _zh_code(student_zh, missing)
+        student_zh.metadata["d2l_densenet"] = {"edition": "zh"}
         _publish(student_zh, name, repo, branch, folder, "zh")
         nbformat.write(student_zh, paths["student_zh"])
         nbformat.write(solution, paths["solution"])
@@ -645,30 +690,57 @@ def _write_index(out: Path, built, repo, branch, folder) -> None:
 # --- grading: tools/classroom_grade.py -----------------------------------
 
 def grade(folder, name, autograders=DEFAULT_OUT / "autograder",
-          csv_path=None,
-          roster=None, timeout=600, feedback=None):
+          csv_path=None, roster=None, timeout=600, feedback=None,
+          jobs=None, sandbox=None, layout="auto", export=None,
+          export_path=None, lms_column=None):
     """Grade ``folder``'s submissions to assignment ``name``
     (classroom_grade.grade); ClassroomError on bad input."""
     import classroom_grade as cg
     try:
         return cg.grade(folder, name, autograders, csv_path, roster,
-                        timeout, feedback)
+                        timeout, feedback, jobs, sandbox, layout, export,
+                        export_path, lms_column)
     except cg.GradeError as e:
         raise ClassroomError(str(e)) from e
 
 
 def answers(folder, name, autograders=DEFAULT_OUT / "autograder",
-            out=None):
+            out=None, layout="auto"):
     """One HTML page of every student's written answers to ``name``
     (classroom_grade.export_answers)."""
     import classroom_grade as cg
     try:
-        return cg.export_answers(folder, name, autograders, out)
+        return cg.export_answers(folder, name, autograders, out, layout)
     except cg.GradeError as e:
         raise ClassroomError(str(e)) from e
 
 
+def export(csv_path, name, kind, autograders=DEFAULT_OUT / "autograder",
+           roster=None, out=None, column=None):
+    """The LMS's import file from a grades file
+    (classroom_grade.export_grades)."""
+    import classroom_grade as cg
+    try:
+        return cg.export_grades(csv_path, name, autograders, kind, roster,
+                                out, column)
+    except cg.GradeError as e:
+        raise ClassroomError(str(e)) from e
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of 1 or more, got {text!r}")
+    return n
+
+
 def main(argv=None) -> int:
+    import classroom_grade as cg
+    import classroom_lms as lms
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -700,21 +772,55 @@ def main(argv=None) -> int:
     g.add_argument("--autograders", type=Path,
                    default=DEFAULT_OUT / "autograder")
     g.add_argument("--roster", type=Path, default=None,
-                   help="CSV of the class (column student, optional "
-                   "name): students without a submission get a row")
+                   help="the class list: Canvas's gradebook export, "
+                   "Moodle's grading worksheet, or a CSV with a column "
+                   "student (optional name); students without a "
+                   "submission get a row")
+    g.add_argument("--layout", choices=lms.LAYOUTS, default="auto",
+                   help="how the folder is laid out (detected)")
     g.add_argument("--timeout", type=float, default=600,
                    help="seconds one submission may run (600)")
+    g.add_argument("--jobs", type=_positive_int, default=None,
+                   help="submissions graded at once (default: one per "
+                   f"core as memory allows, {cg.default_jobs()} here)")
+    g.add_argument("--no-sandbox", action="store_true",
+                   help="run submissions without the sandbox (student "
+                   "code gets your rights; said on every run)")
     g.add_argument("--csv", type=Path, default=None,
                    help="grades file to merge into (FOLDER/grades.csv)")
     g.add_argument("--feedback", type=Path, default=None,
                    help="folder of the feedback files (FOLDER/feedback)")
+    g.add_argument("--export", choices=("canvas", "moodle"), default=None,
+                   help="also write the LMS's import file "
+                   "(FOLDER/KIND-import-NAME.csv)")
+    g.add_argument("--export-to", type=Path, default=None,
+                   help="where to write the import file")
+    g.add_argument("--lms-column", default=None,
+                   help="Canvas: the assignment's column in the import "
+                   "file (default: the class list's column naming the "
+                   "assignment, else its name)")
     w = sub.add_parser("answers", help="every student's written answers "
                        "to one assignment, side by side, as HTML")
     w.add_argument("folder", type=Path)
     w.add_argument("--assignment", required=True)
     w.add_argument("--autograders", type=Path,
                    default=DEFAULT_OUT / "autograder")
+    w.add_argument("--layout", choices=lms.LAYOUTS, default="auto")
     w.add_argument("--out", type=Path, default=None)
+    e = sub.add_parser("export", help="the LMS's import file from a "
+                       "grades file (totals recomputed after typing in "
+                       "the written answers' points)")
+    e.add_argument("csv", type=Path, help="the grades file")
+    e.add_argument("--assignment", required=True)
+    e.add_argument("--to", dest="kind", choices=("canvas", "moodle"),
+                   required=True)
+    e.add_argument("--roster", type=Path, default=None,
+                   help="Canvas's gradebook export or Moodle's grading "
+                   "worksheet")
+    e.add_argument("--autograders", type=Path,
+                   default=DEFAULT_OUT / "autograder")
+    e.add_argument("--out", type=Path, default=None)
+    e.add_argument("--lms-column", default=None)
     args = p.parse_args(argv)
     try:
         if args.command == "build":
@@ -728,12 +834,17 @@ def main(argv=None) -> int:
         elif args.command == "grade":
             rows = grade(args.folder, args.assignment, args.autograders,
                          args.csv, args.roster, args.timeout,
-                         args.feedback)
+                         args.feedback, args.jobs,
+                         False if args.no_sandbox else None, args.layout,
+                         args.export, args.export_to, args.lms_column)
             if any(r["status"] != "graded" for r in rows):
                 return 1
+        elif args.command == "export":
+            export(args.csv, args.assignment, args.kind, args.autograders,
+                   args.roster, args.out, args.lms_column)
         else:
             answers(args.folder, args.assignment, args.autograders,
-                    args.out)
+                    args.out, args.layout)
     except ClassroomError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

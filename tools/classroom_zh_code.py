@@ -11,11 +11,18 @@ The file holds one section per English comment block or check message:
     > f'the English message {with} {placeholders}'
     f'中文的消息{with}{placeholders}'
 
+    <!-- title en=HASH -->
+    > same as reference
+    与参考实现相同
+
 A check's Chinese is a Python string expression with the same ``{...}``
-placeholders as the English. The build replaces each comment of a code
-cell and each message of a public check in the Chinese student notebook
-(its metadata and its Colab copies), and stops, naming what to add, when
-one has no Chinese or its English changed.
+placeholders as the English; a title (what a check tests, from its
+function's name) is plain text. The build replaces each comment of a
+code cell and each message of a public check in the Chinese student
+notebook (its metadata and its Colab copies), writes the Chinese of
+every check, hidden ones included, and the titles for grading Chinese
+submissions (``autograder/NAME-zh.json``), and stops, naming what to
+add, when one has no Chinese or its English changed.
 """
 from __future__ import annotations
 
@@ -25,7 +32,8 @@ import re
 import textwrap
 from pathlib import Path
 
-_MARK = re.compile(r"^<!-- (comment|check) en=(\w+) -->[ \t]*$", re.M)
+_MARK = re.compile(r"^<!-- (comment|check|title) en=(\w+) -->[ \t]*$",
+                   re.M)
 _COMMENT = re.compile(r"^(?P<code>[^#]*?)(?P<gap>\s*)# ?(?P<text>.*)$")
 #: Chinese comment lines are wrapped at this many characters (a CJK
 #: character is about two columns wide).
@@ -143,6 +151,16 @@ def translate_test(test: str, table, missing: list) -> str:
                 f"same {{...}} placeholders as the English")
         test = test.replace(en, zh)
     return test
+
+
+def translate_title(title: str, table, missing: list) -> str:
+    """A check's title (what it tests, e.g. "same as reference") in
+    Chinese."""
+    zh = table.get(("title", en_hash(title)))
+    if zh is None:
+        missing.append(("title", title, title))
+        return title
+    return zh
 
 
 def missing_report(path: Path, missing: list) -> str:
