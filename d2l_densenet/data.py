@@ -19,6 +19,10 @@ Where the data comes from, first match wins:
 5. torchvision's download into ``root`` or ``../data`` (online users).
 
 Every file is checked against the md5 of the original (decompressed) file.
+Under ``torchrun`` (``world_size`` > 1 with an initialised process group)
+one process per machine finds or downloads the data while the others
+wait, then the others find its copy (``distributed.one_per_machine``):
+the processes never download it at the same time.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from torch.nn import functional as F
 from torch.utils import data
 from torchvision import transforms
 
+from .distributed import one_per_machine, world
 from .files import CorruptFileError, DataFiles, MissingDataError
 
 __all__ = ["load_data_fashion_mnist", "fashion_mnist_datasets",
@@ -349,6 +354,10 @@ def load_data_fashion_mnist(batch_size: int, resize=None, *, root=None,
                          f"be a multiple of the {world_size} processes")
     shard = dict(rank=rank, world_size=world_size)
     batch_size //= world_size
+    if world_size > 1 and world() == (rank, world_size):
+        # one of several processes: one per machine fetches, the others
+        # wait, then find its copy
+        root = one_per_machine(lambda: find_fashion_mnist(root, download))
     if fast:
         raw = _raw_datasets(root, download)
     else:
