@@ -311,7 +311,7 @@ def _resume_schedule(store: Checkpoints, scheduler, opt, sched,
     epoch ``done``, said on screen."""
     if sched is None or not done:
         return sched
-    saved, mine = store.found.get("schedule"), _schedule(sched)
+    saved, mine = store.found.get("schedule"), store.settings["schedule"]
     if saved == mine:
         return sched
     sched = _replay_schedule(scheduler, opt, done)

@@ -401,3 +401,63 @@ def test_a_chosen_bf16_is_what_the_model_runs_in(tiny_data, monkeypatch):
     monkeypatch.setattr(cli, "_build", build)
     cli.train([*TINY_NET, "--epochs", "1"])
     assert dtypes == {torch.bfloat16}
+
+
+# --- the installed console script, and an interrupt --------------------
+
+def _console_script() -> str:
+    """``d2l-densenet`` as pip installed it next to this Python."""
+    import shutil
+    from pathlib import Path
+    found = shutil.which("d2l-densenet",
+                         path=str(Path(sys.executable).parent))
+    assert found, (f"d2l-densenet is not installed next to "
+                   f"{sys.executable}: pip install -e . installs it")
+    return found
+
+
+def test_the_installed_console_script_helps_and_refuses_bad_input():
+    """The command a pip user types: ``--help`` (exit 0, the options and
+    the exit statuses) and a bad value (exit 2, one line naming the
+    option and the value, no traceback)."""
+    from _cli_runs import env
+    script = _console_script()
+    r = subprocess.run([script, "--help"], env=env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "--checkpoint-dir" in r.stdout and "--resume" in r.stdout
+    assert "exit status: 0 done, 1 failed while running, 2 bad input, " \
+           "130 interrupted" in r.stdout
+    r = subprocess.run([script, "--epochs", "0"], env=env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr == ("error: argument --epochs: expected a positive int, "
+                        "got '0' (see python -m d2l_densenet --help)\n")
+
+
+def test_an_interrupt_while_training_exits_130_in_one_line(tmp_path):
+    """Ctrl-C (SIGINT) in the middle of training: exit status 130 and
+    one line, no traceback; the checkpoint of the finished epoch is
+    kept."""
+    import signal
+
+    from _cli_runs import TINY, command, env
+    folder = tmp_path / "ckpt"
+    child = subprocess.Popen(
+        command(*TINY, "--epochs", "50", "--checkpoint-dir", folder),
+        env=env(), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    try:
+        for line in child.stdout:       # "epoch 1/50" comes after its save
+            if line.startswith("epoch 1/50"):
+                child.send_signal(signal.SIGINT)
+                break
+        out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, err
+    assert err == "interrupted\n"
+    assert (folder / "epoch-0001.pt").is_file()

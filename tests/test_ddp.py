@@ -119,6 +119,34 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         two["history"]["train_loss"], abs=1e-5)
 
 
+def _two_processes(script: str, tmp_path, *args, timeout=240):
+    """Run ``script`` as ranks 0 and 1 of a gloo group (env://, a free
+    port); return ``[(returncode, stdout, stderr)]`` per rank and the
+    wall time."""
+    from _cli_runs import env
+    with socket.socket() as s:  # a free port (bind, no connection)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    start = time.perf_counter()
+    procs = [subprocess.Popen(
+        [sys.executable, str(path), *map(str, args)],
+        env=dict(env(), RANK=str(r), WORLD_SIZE="2",
+                 MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in (0, 1)]
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    wall = time.perf_counter() - start
+    return [(p.returncode, *o) for p, o in zip(procs, outs, strict=True)], \
+        wall
+
+
 #: One process of two. First the precision: each rank's (patched) bf16
 #: measurement says something else, rank 0's answer must win in both.
 #: Then rank 1 finds an unreadable checkpoint in its folder, rank 0 none
@@ -161,37 +189,14 @@ def test_one_rank_failing_stops_every_rank_within_seconds(tmp_path):
     error (rank 0 naming rank 1 and its reason) within seconds, none
     waits for the 60 s collective timeout. Before that, the precision
     measured by rank 0 is the one both ranks use."""
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    from _cli_runs import env
-
-    with socket.socket() as s:  # a free port (bind, no connection)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    script = tmp_path / "one_rank_fails.py"
-    script.write_text(_ONE_RANK_FAILS)
-    start = time.perf_counter()
-    procs = [subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "ckpt")],
-        env=dict(env(), RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                 MASTER_PORT=str(port)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for r in (0, 1)]
-    try:
-        outs = [p.communicate(timeout=240) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    wall = time.perf_counter() - start
+    ranks, wall = _two_processes(_ONE_RANK_FAILS, tmp_path,
+                                 tmp_path / "ckpt")
     print(f"both processes exited after {wall:.1f} s (with imports)")
     stopped = []
-    for r, (p, (out, err)) in enumerate(zip(procs, outs, strict=True)):
+    outs = [(out, err) for _, out, err in ranks]
+    for r, (code, out, err) in enumerate(ranks):
         print(out.strip())
-        assert p.returncode == 1, err
+        assert code == 1, err
         m = re.search(rf"^rank {r} stopped after ([\d.]+) s with (\w+): ",
                       out, re.M)
         assert m, out + err
@@ -206,34 +211,6 @@ def test_one_rank_failing_stops_every_rank_within_seconds(tmp_path):
 
 
 # --- one process of two fails mid-epoch --------------------------------
-
-def _two_processes(script: str, tmp_path, *args, timeout=240):
-    """Run ``script`` as ranks 0 and 1 of a gloo group (env://, a free
-    port); return ``[(returncode, stdout, stderr)]`` per rank and the
-    wall time."""
-    from _cli_runs import env
-    with socket.socket() as s:  # a free port (bind, no connection)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    path = tmp_path / "script.py"
-    path.write_text(script)
-    start = time.perf_counter()
-    procs = [subprocess.Popen(
-        [sys.executable, str(path), *map(str, args)],
-        env=dict(env(), RANK=str(r), WORLD_SIZE="2",
-                 MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for r in (0, 1)]
-    try:
-        outs = [p.communicate(timeout=timeout) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    wall = time.perf_counter() - start
-    return [(p.returncode, *o) for p, o in zip(procs, outs, strict=True)], \
-        wall
-
 
 #: Ranks 0 and 1 train a tiny DenseNet for 3 epochs of 4 steps, once per
 #: scenario in argv[3:], a fresh model each time, in one process group
@@ -378,12 +355,15 @@ AGREED = ("forward", "oom", "nan", "loader", "eval", "buffers")
 
 
 @pytest.fixture(scope="module")
-def agreed_runs(tmp_path_factory):
-    """Both ranks' records of every scenario in AGREED, from one pair of
-    processes whose group times out after 60 s."""
-    tmp = tmp_path_factory.mktemp("agreed")
-    ranks, wall = _two_processes(_SCENARIOS, tmp, tmp, 60, ",".join(AGREED))
-    print(f"{len(AGREED)} scenarios in {wall:.1f} s (with imports)")
+def two_ranks(tmp_path_factory):
+    """Both ranks' records of every scenario in AGREED and then of
+    ``backward`` (which leaves the group unusable: last; then rank 1
+    exits), from one pair of processes whose group times out after
+    60 s."""
+    tmp = tmp_path_factory.mktemp("two_ranks")
+    ranks, wall = _two_processes(_SCENARIOS, tmp, tmp, 60,
+                                 ",".join([*AGREED, "backward"]))
+    print(f"{len(AGREED) + 1} scenarios in {wall:.1f} s (with imports)")
     records = {}
     for r, (code, out, err) in enumerate(ranks):
         assert code == 0, err[-3000:]
@@ -401,14 +381,14 @@ def agreed_runs(tmp_path_factory):
     ("loader", "OSError", "planted: the batch could not be read"),
     ("eval", "OSError", "planted: the test batch could not be read"),
 ])
-def test_a_failure_in_one_rank_stops_both_within_seconds(agreed_runs,
+def test_a_failure_in_one_rank_stops_both_within_seconds(two_ranks,
                                                          scenario, kind,
                                                          what):
     """Rank 1 fails mid-epoch (forward pass, out of memory, loading a
     batch, evaluating): it raises its own error, rank 0 a RankFailedError
     naming rank 1 and the error, within seconds of the failure (the
     group would time out after 60 s)."""
-    zero, one = agreed_runs[scenario, 0], agreed_runs[scenario, 1]
+    zero, one = two_ranks[scenario, 0], two_ranks[scenario, 1]
     assert (one["error"], one["message"]) == (kind, what)
     assert zero["error"] == "RankFailedError"
     assert zero["failed_rank"] == 1
@@ -416,10 +396,10 @@ def test_a_failure_in_one_rank_stops_both_within_seconds(agreed_runs,
     assert zero["stopped"] - one["fault"] < 10
 
 
-def test_a_nan_in_one_rank_stops_both_at_the_same_step(agreed_runs):
+def test_a_nan_in_one_rank_stops_both_at_the_same_step(two_ranks):
     """Only rank 1's batch holds a NaN: both ranks stop with the NaN's
     error, naming rank 1, epoch and batch, before that step."""
-    zero, one = agreed_runs["nan", 0], agreed_runs["nan", 1]
+    zero, one = two_ranks["nan", 0], two_ranks["nan", 1]
     for rec in (zero, one):
         assert rec["error"] == "NonFiniteLossError", rec
         assert rec["message"].startswith(
@@ -428,40 +408,46 @@ def test_a_nan_in_one_rank_stops_both_at_the_same_step(agreed_runs):
     assert zero["stopped"] - one["fault"] < 10
 
 
-def test_broadcast_buffers_gives_every_rank_rank0s_statistics(agreed_runs):
+def test_broadcast_buffers_gives_every_rank_rank0s_statistics(two_ranks):
     """Without SyncBatchNorm each rank's running statistics follow its own
     batches (DDP does not sync them before every forward pass); before
     each evaluation every rank takes rank 0's: after training both ranks
     hold the same buffers."""
-    zero, one = agreed_runs["buffers", 0], agreed_runs["buffers", 1]
+    zero, one = two_ranks["buffers", 0], two_ranks["buffers", 1]
     assert "error" not in zero and "error" not in one
     assert zero["buffers"] == one["buffers"]
 
 
-@pytest.mark.parametrize("then,group_timeout", [
-    ("exit", 60), pytest.param("stay", 8, marks=pytest.mark.slow)])
-def test_a_failure_in_the_backward_pass_is_named(tmp_path, then,
-                                                 group_timeout):
-    """Rank 1 fails inside the backward pass, where rank 0 already waits in
-    DDP's gradient all-reduce: not agreed on. Rank 1 records its error
-    in the group's store; rank 0's all-reduce fails when rank 1's process
-    has exited (gloo: "Connection closed by peer", long before the 60 s
-    timeout; the rest of the wait is the exit of a process holding torch,
-    up to 6 s on a loaded machine) or, if it stays alive like a notebook
-    kernel, when the group's timeout (8 s) runs out; rank 0 then raises a
-    RankFailedError naming rank 1 and its error."""
-    ranks, wall = _two_processes(_SCENARIOS, tmp_path, tmp_path,
-                                 group_timeout, "backward", then)
-    records = [json.loads(out.splitlines()[-1]) for _, out, _ in ranks]
-    assert [code for code, _, _ in ranks] == [0, 0]
-    zero, one = records
+def _named_after_backward(zero, one, bound):
     assert one["error"] == "RuntimeError", one
     assert zero["error"] == "RankFailedError", zero
     assert zero["failed_rank"] == 1
     assert zero["message"] == ("process 1 of 2 failed (RuntimeError): "
                                "planted: failure in the backward pass")
     waited = zero["stopped"] - one["fault"]
-    print(f"rank 0 stopped {waited:.1f} s after the failure ({then})")
-    assert waited < 30
-    if then == "stay":
-        assert waited > group_timeout - 1
+    print(f"rank 0 stopped {waited:.1f} s after the failure")
+    assert waited < bound
+    return waited
+
+
+def test_a_failure_in_the_backward_pass_is_named(two_ranks):
+    """Rank 1 fails inside the backward pass, where rank 0 already waits in
+    DDP's gradient all-reduce: not agreed on. Rank 1 records its error
+    in the group's store and exits; rank 0's all-reduce fails when rank
+    1's process has gone (gloo: "Connection closed by peer"), long
+    before the group's 60 s timeout (the wait is the exit of a process
+    holding torch: 6 s on a loaded machine), and rank 0 raises a
+    RankFailedError naming rank 1 and its error."""
+    _named_after_backward(two_ranks["backward", 0],
+                          two_ranks["backward", 1], 30)
+
+
+@pytest.mark.slow
+def test_a_failure_in_the_backward_pass_of_a_live_rank_is_named(tmp_path):
+    """As above, but rank 1 stays alive (a notebook kernel): rank 0 waits
+    for the group's timeout (8 s here), then names rank 1."""
+    ranks, _ = _two_processes(_SCENARIOS, tmp_path, tmp_path, 8,
+                              "backward", "stay")
+    assert [code for code, _, _ in ranks] == [0, 0]
+    zero, one = (json.loads(out.splitlines()[-1]) for _, out, _ in ranks)
+    assert _named_after_backward(zero, one, 30) > 7
