@@ -461,3 +461,48 @@ def test_an_interrupt_while_training_exits_130_in_one_line(tmp_path):
     assert child.returncode == 130, err
     assert err == "interrupted\n"
     assert (folder / "epoch-0001.pt").is_file()
+
+
+def test_torchrun_processes_wait_a_bounded_time(captured, monkeypatch):
+    """Under torchrun the process group times out after 300 s (a process
+    that hangs, or fails inside a collective, does not hold the others
+    for gloo's 30 min); $D2L_DENSENET_TIMEOUT changes it, a bad value is
+    refused before anything starts."""
+    from datetime import timedelta
+    calls = []
+    monkeypatch.setattr(cli.dist, "init_process_group",
+                        lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    cli.train(["--device", "cpu", "--batch-size", "64"])
+    assert calls[-1] == (("gloo",), {"timeout": timedelta(seconds=300)})
+    monkeypatch.setenv("D2L_DENSENET_TIMEOUT", "12.5")
+    cli.train(["--device", "cpu", "--batch-size", "64"])
+    assert calls[-1][1] == {"timeout": timedelta(seconds=12.5)}
+    monkeypatch.setenv("D2L_DENSENET_TIMEOUT", "soon")
+    with pytest.raises(cli.UsageError, match="D2L_DENSENET_TIMEOUT must be "
+                       "a number of seconds > 0, got 'soon'"):
+        cli.train(["--device", "cpu", "--batch-size", "64"])
+    assert len(calls) == 2
+
+
+def test_a_failure_in_another_process_is_exit_1_said_once(tiny_data,
+                                                          monkeypatch,
+                                                          capsys):
+    """RankFailedError (another process failed): exit status 1 in every
+    process; rank 0 says it in one line, the others stay quiet (the
+    failed process says its own error)."""
+    from d2l_densenet.distributed import RankFailedError
+    monkeypatch.setattr(cli.dist, "init_process_group",
+                        lambda *a, **k: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+
+    def failed(*args, **kwargs):
+        raise RankFailedError("process 1 of 2 failed (OSError): disk gone",
+                              rank=1)
+    monkeypatch.setattr(cli, "train_ch6", failed)
+    for rank, said in (("0", "[rank 0] error: process 1 of 2 failed "
+                             "(OSError): disk gone\n"), ("1", "")):
+        monkeypatch.setenv("RANK", rank)
+        assert cli.main(TINY_NET) == 1
+        assert capsys.readouterr().err == said
