@@ -220,8 +220,9 @@ def test_default_init_keeps_loaded_weights_of_a_densenet_bc(capsys):
     for init, kept in ((None, True), (True, False)):
         net = load_weights(_tiny_bc(), source.state_dict())
         loaded = _params(net)
+        asked = {} if init is None else {"init": init}  # None: default
         train_ch6(net, train_iter, test_iter, 1, 0.0, "cpu", seed=0,
-                  progress="none", init=init)
+                  progress="none", **asked)
         same = [torch.equal(loaded[k], v) for k, v in _params(net).items()]
         assert all(same) if kept else not any(same), init
         out = capsys.readouterr().out
