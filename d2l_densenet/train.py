@@ -28,6 +28,7 @@ The command line (``python -m d2l_densenet``) lives in ``cli.py``.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
@@ -400,6 +401,7 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
     opt = OPTIMIZERS[optimizer](net.parameters(), lr=lr)
     sched = scheduler(opt) if scheduler is not None else None
     scaler = torch.amp.GradScaler(device.type, enabled=(amp == "fp16"))
+    loss = nn.CrossEntropyLoss()
     history = {k: [] for k in HISTORY}
     store, done = None, 0
     if checkpoint_dir is not None:
@@ -410,119 +412,118 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
         done = store.resume(resume, history, num_epochs)
         sched = _resume_schedule(store, scheduler, opt, sched, done,
                                  num_epochs)
+    model = _ddp(net, device)
+    num_batches = len(train_iter)
     bar = Progress(progress if is_main() else "none", num_epochs,
-                   len(train_iter))
-    run = _Run(net, _ddp(net, device), opt, sched, scaler, device, amp,
-               channels_last, lr, store, bar, given)
-    try:
-        with failures_named():
-            for epoch in range(done, num_epochs):
-                run.epoch(train_iter, test_iter, epoch, history)
-    finally:
-        bar.close()
-    return _finish(history, run.seen, run.timer, where, done, num_epochs,
-                   run.test_n)
+                   num_batches)
+    autocast = dict(device_type=device.type, dtype=AMP_DTYPES.get(amp),
+                    enabled=amp is not None)
+    timer, seen, test_n = Timer(), 0.0, 0.0
+    timer.times.clear()
+    with failures_named(), contextlib.closing(bar):
+        for epoch in range(done, num_epochs):
+            start = time.perf_counter()
+            metric = [0.0, 0.0, 0.0]  # loss sum, correct, examples
+            model.train()
+            batches = _AgreedBatches(train_iter, epoch, device, timer)
+            for i, (X, y) in enumerate(batches):
+                value = math.nan
+                timer.start()
+                try:
+                    opt.zero_grad()
+                    X, y = X.to(device), y.to(device)
+                    if channels_last:
+                        X = X.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(**autocast):
+                        y_hat = model(X)
+                        l = loss(y_hat, y)
+                    value = float(l.detach())
+                except Exception as e:  # every process learns of it below
+                    batches.failed(e)
+                values = batches.agree(value)   # fetches the next batch
+                _check_losses(values, y_hat.shape[1], epoch, i,
+                              num_batches, lr, store and store.last_saved)
+                # DDP all-reduces the gradients in the backward pass: a
+                # failure inside it cannot be agreed on (failures_named)
+                scaler.scale(l).backward()
+                scaler.step(opt)
+                scaler.update()
+                _TRAINED.add(given)
+                for k, v in enumerate((value * X.shape[0],
+                                       accuracy(y_hat, y), X.shape[0])):
+                    metric[k] += v
+                timer.stop()
+                bar.batch(epoch, i, metric[0] / metric[2],
+                          metric[1] / metric[2])
+            rows = exchange(metric, device)
+            total_l, correct, n = (sum(r[k] for r in rows) for k in range(3))
+            seen += n
+            if sched is not None:
+                sched.step()
+            broadcast_buffers(net)  # every rank tests rank 0's statistics
+            with torch.autocast(**autocast):
+                test_correct, test_n = _correct_and_total(net, test_iter,
+                                                          device)
+            row = (epoch + 1, total_l / n, correct / n,
+                   test_correct / test_n, time.perf_counter() - start)
+            for key, value in zip(HISTORY, row, strict=True):
+                history[key].append(value)
+            if store is not None:
+                store.save(epoch + 1, history)
+            bar.epoch(epoch + 1, *(history[k][-1] for k in HISTORY[1:4]))
+    return _finish(history, seen, timer, where, done, num_epochs, test_n)
 
 
-class _Run:
-    """One ``train_ch6`` call's training state and its epochs."""
+class _AgreedBatches:
+    """The batches of one epoch, each agreed on by every process before
+    its forward pass: the first one when the iteration starts, each next
+    one fetched before the step's :func:`agree` and carried by its
+    all-reduce. A loader that fails in one process, or runs out there
+    first, thus stops every process at the same step, never in the
+    middle of the others' collectives. Fetching a batch is not timed
+    (``timer``, running during a step, pauses), as in the book."""
 
-    def __init__(self, net, model, opt, sched, scaler, device, amp,
-                 channels_last, lr, store, bar, given) -> None:
-        self.net, self.model, self.opt, self.sched = net, model, opt, sched
-        self.scaler, self.device, self.lr = scaler, device, lr
-        self.channels_last, self.store, self.bar = channels_last, store, bar
-        self.given = given          # the caller's model, before _prepare
-        self.autocast = dict(device_type=device.type,
-                             dtype=AMP_DTYPES.get(amp),
-                             enabled=amp is not None)
-        self.loss = nn.CrossEntropyLoss()
-        self.timer, self.seen, self.test_n = Timer(), 0.0, 0.0
-        self.timer.times.clear()
+    def __init__(self, loader, epoch: int, device, timer: Timer) -> None:
+        self.loader, self.epoch, self.device = loader, epoch, device
+        self.timer = timer
+        self.it = self.next = self.error = None
+        self.i = 0
 
-    def _first(self, train_iter, epoch: int):
-        """The epoch's iterator and first batch (None: no batch), agreed
-        on by every process before any forward pass."""
-        it = batch = error = None
+    def _fetch(self) -> None:
         try:
-            _set_epoch(train_iter, epoch)
-            it = iter(train_iter)
-            batch = next(it, None)
+            if self.it is None:
+                _set_epoch(self.loader, self.epoch)
+                self.it = iter(self.loader)
+            self.next = next(self.it, None)
         except Exception as e:
-            error = e
-        rows = exchange([batch is None], self.device, error)
-        _same_length(rows, epoch, 0)
-        return it, batch
+            self.error = e
 
-    def _forward(self, X, y):
-        """One step up to the loss (no collective inside, unless the
-        model has SyncBatchNorm): ``(y_hat, l, value)``."""
-        self.opt.zero_grad()
-        X, y = X.to(self.device), y.to(self.device)
-        if self.channels_last:
-            X = X.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(**self.autocast):
-            y_hat = self.model(X)
-            l = self.loss(y_hat, y)
-        return X, y, y_hat, l, float(l.detach())
+    def __iter__(self):
+        self._fetch()
+        _same_length(exchange([self.next is None], self.device,
+                              self.error), self.epoch, 0)
+        while self.next is not None:
+            batch, self.next = self.next, None
+            yield batch
 
-    def epoch(self, train_iter, test_iter, epoch: int,
-              history: dict) -> None:
-        """Train one epoch, evaluate, save, show."""
-        start = time.perf_counter()
-        metric = [0.0, 0.0, 0.0]  # loss sum, correct, examples
-        num_batches = len(train_iter)
-        self.model.train()
-        it, batch = self._first(train_iter, epoch)
-        i = 0
-        while batch is not None:
-            error, value = None, math.nan
-            self.timer.start()
-            try:
-                X, y, y_hat, l, value = self._forward(*batch)
-            except Exception as e:  # every process learns of it, below
-                error = e
+    def failed(self, error: BaseException) -> None:
+        """This process's step failed (its forward pass, its loss)."""
+        self.error = error
+
+    def agree(self, value: float) -> list[float]:
+        """Fetch the next batch (unless the step failed), then one
+        all-reduce: every process's loss ``value`` (returned, one per
+        process), whether it failed (then every process raises) and
+        whether it has a next batch."""
+        if self.error is None:
             self.timer.stop()
-            if error is None:
-                try:    # the next batch, before the step is agreed on
-                    batch = next(it, None)
-                except Exception as e:
-                    error = e
+            self._fetch()
             self.timer.start()
-            rows = exchange([value, batch is None], self.device, error)
-            _check_losses([r[0] for r in rows], y_hat.shape[1], epoch, i,
-                          num_batches, self.lr,
-                          self.store and self.store.last_saved)
-            _same_length(rows, epoch, i + 1)
-            # DDP all-reduces the gradients here: a failure inside the
-            # backward pass cannot be agreed on (failures_named)
-            self.scaler.scale(l).backward()
-            self.scaler.step(self.opt)
-            self.scaler.update()
-            _TRAINED.add(self.given)
-            for k, v in enumerate((value * X.shape[0], accuracy(y_hat, y),
-                                   X.shape[0])):
-                metric[k] += v
-            self.timer.stop()
-            self.bar.batch(epoch, i, metric[0] / metric[2],
-                           metric[1] / metric[2])
-            i += 1
-        rows = exchange(metric, self.device)
-        total_l, correct, n = (sum(r[k] for r in rows) for k in range(3))
-        self.seen += n
-        if self.sched is not None:
-            self.sched.step()
-        broadcast_buffers(self.net)  # every rank tests rank 0's statistics
-        with torch.autocast(**self.autocast):
-            test_correct, self.test_n = _correct_and_total(
-                self.net, test_iter, self.device)
-        row = (epoch + 1, total_l / n, correct / n,
-               test_correct / self.test_n, time.perf_counter() - start)
-        for key, value in zip(HISTORY, row, strict=True):
-            history[key].append(value)
-        if self.store is not None:
-            self.store.save(epoch + 1, history)
-        self.bar.epoch(epoch + 1, *(history[k][-1] for k in HISTORY[1:4]))
+        self.i += 1
+        rows = exchange([value, self.next is None], self.device,
+                        self.error)
+        _same_length(rows, self.epoch, self.i)
+        return [row[0] for row in rows]
 
 
 def _same_length(rows: list[list[float]], epoch: int, i: int) -> None:
