@@ -478,7 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             message = (f"internal error, {type(e).__name__}: {e} (run "
                        f"again with --debug for the traceback)")
-        if not (isinstance(e, RankFailedError) and rank != "0"):
+        # another process's failure is said by rank 0 (and by the failed
+        # process itself); contact lost with no process named, by each
+        if not (isinstance(e, RankFailedError) and e.rank is not None
+                and rank != "0"):
             print(f"{who}error: {message}", file=sys.stderr)
         return 1
     return 0

@@ -331,10 +331,13 @@ def load_data_fashion_mnist(batch_size: int, resize=None, *, root=None,
 
     ``world_size`` > 1 gives process ``rank`` its shard (DDP): each rank
     gets ``batch_size // world_size`` examples per step, so
-    ``batch_size`` stays the global batch. Training: every rank shards
-    the same per-epoch order (torchvision: a ``DistributedSampler``, whose
-    ``set_epoch`` the training loop calls); test: every
-    ``world_size``-th example, none repeated.
+    ``batch_size`` stays the global batch. In an initialised process
+    group of ``world_size`` processes every rank calls it together: one
+    process per machine finds (or downloads) the data first, the others
+    wait and then find its copy, and a failure in any stops them all.
+    Training: every rank shards the same per-epoch order (torchvision: a
+    ``DistributedSampler``, whose ``set_epoch`` the training loop
+    calls); test: every ``world_size``-th example, none repeated.
 
     ``seed`` fixes the training order of every epoch, whatever else
     draws from the global RNG: epoch ``e``'s order comes from

@@ -506,3 +506,21 @@ def test_a_failure_in_another_process_is_exit_1_said_once(tiny_data,
         monkeypatch.setenv("RANK", rank)
         assert cli.main(TINY_NET) == 1
         assert capsys.readouterr().err == said
+
+
+def test_contact_lost_with_no_process_named_is_said_by_every_rank(
+        tiny_data, monkeypatch, capsys):
+    """Where no process recorded a failure (e.g. rank 0 was killed),
+    every surviving rank says what it saw."""
+    from d2l_densenet.distributed import RankFailedError
+    monkeypatch.setattr(cli.dist, "init_process_group",
+                        lambda *a, **k: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+
+    def lost(*args, **kwargs):
+        raise RankFailedError("lost contact with the other processes (...)")
+    monkeypatch.setattr(cli, "train_ch6", lost)
+    assert cli.main(TINY_NET) == 1
+    assert capsys.readouterr().err == (
+        "[rank 1] error: lost contact with the other processes (...)\n")
