@@ -3,9 +3,12 @@ after every epoch and ``resume=True`` reads back.
 
 A checkpoint holds the model, optimizer, scheduler, gradient scaler,
 RNG states, epoch, history and the run's settings (model layout,
-optimizer, lr, the resolved precision ``amp``, batch size and what the
-caller adds). It is written atomically (temporary file, fsync, rename),
-and a resume with other settings is refused, naming each difference.
+optimizer, lr, the resolved precision ``amp``, the scheduler and its
+shape, e.g. a cosine's horizon, batch size and what the caller adds).
+It is written atomically (temporary file, fsync, rename), and a resume
+with other settings is refused, naming each difference; only the
+schedule's shape may change (``ADJUSTABLE``: ``train_ch6`` then replays
+this run's schedule).
 
 (Not to be confused with activation checkpointing, recompute instead of
 store, which is ``memory_efficient.py``.)
@@ -41,6 +44,9 @@ _KEYS = ("format", "epoch", "model", "optimizer", "scheduler", "scaler",
          "rng", "history", "settings")
 #: Checkpoints kept in the directory: the latest and the one before it.
 KEEP = 2
+#: Settings a resumed run may change; the caller adapts to them (the
+#: learning-rate schedule's shape: ``train_ch6`` replays this run's).
+ADJUSTABLE = ("schedule",)
 
 
 class CheckpointError(ValueError):
@@ -157,6 +163,8 @@ class Checkpoints:
             raise CheckpointError(f"checkpoint_dir {self.dir} is a file, "
                                   f"not a directory")
         self.last_saved: Path | None = None
+        #: The settings of the checkpoint resumed from ({} if none).
+        self.found: dict = {}
 
     def resume(self, resume: bool, history: dict,
                num_epochs: int | None = None) -> int:
@@ -197,7 +205,8 @@ class Checkpoints:
         diff = [f"{k} {state['settings'].get(k)!r} (this run: "
                 f"{self.settings.get(k)!r})"
                 for k in sorted(set(state["settings"]) | set(self.settings))
-                if state["settings"].get(k) != self.settings.get(k)]
+                if k not in ADJUSTABLE
+                and state["settings"].get(k) != self.settings.get(k)]
         if diff:
             raise CheckpointError(
                 f"cannot resume from {path}: it was made with other "
@@ -209,6 +218,7 @@ class Checkpoints:
         _set_rng_state(state["rng"], self.device)
         history.update(state["history"])
         self.last_saved = path
+        self.found = state["settings"]
         return state["epoch"]
 
     def save(self, epoch: int, history: dict) -> None:

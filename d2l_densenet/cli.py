@@ -43,7 +43,7 @@ import torch.distributed as dist
 from . import checkpoints, data, devices, models, settings
 from .amp import AMP_CHOICES
 from .checkpoints import CheckpointError
-from .distributed import RankFailedError, agreed
+from .distributed import RankFailedError, agreed, failures_named, timeout
 from .messages import LANG_ENV, LANGUAGES, language, text, using
 from .train import OPTIMIZERS, DivergedError, train_ch6
 
@@ -391,16 +391,18 @@ def train(argv: list[str] | None = None) -> dict:
             name, recipe = _recipe(args, device, world)
             net = _build(args)
             _check_resize(net, recipe["resize"])
+            wait = timeout()
         except ValueError as e:
             raise UsageError(str(e)) from e
         # Only rank 0 prints; the others' output would repeat it.
         quiet = (contextlib.redirect_stdout(io.StringIO()) if rank
                  else contextlib.nullcontext())
         with quiet:
-            return _train(args, device, name, recipe, net, rank, world)
+            return _train(args, device, name, recipe, net, rank, world,
+                          wait)
 
 
-def _train(args, device, name, recipe, net, rank, world) -> dict:
+def _train(args, device, name, recipe, net, rank, world, wait) -> dict:
     note = "" if name == "gpu" else text("cli.reduced",
                                          book=settings.RECIPES["gpu"])
     print(text("cli.recipe", name=name.upper(), device=device,
@@ -411,41 +413,50 @@ def _train(args, device, name, recipe, net, rank, world) -> dict:
     elif args.sync_bn:
         print(text("cli.sync_bn_alone"))
     if world > 1:
+        # A bounded wait in every collective: what the processes cannot
+        # agree on (one hangs, or fails inside a collective) ends after
+        # it, if torchrun has not ended the job before.
         if device.type == "cuda":
             torch.cuda.set_device(device)
-            dist.init_process_group("nccl", device_id=device)
+            dist.init_process_group("nccl", device_id=device, timeout=wait)
         else:
-            dist.init_process_group("gloo")
+            dist.init_process_group("gloo", timeout=wait)
     try:
-        with agreed():  # data missing in one process stops them all
-            torch.manual_seed(args.seed)
-            train_iter, test_iter = data.load_data_fashion_mnist(
-                recipe["batch_size"], resize=recipe["resize"] or None,
-                root=args.data_root, fast=(args.loader == "tensor"),
-                device=device, subset=args.subset,
-                test_subset=args.test_subset, rank=rank, world_size=world,
-                seed=args.seed)  # the data order: never the global RNG
-        config = {k: getattr(args, k) for k in (
-            "resize", "subset", "test_subset", "loader", "seed", "head_pool",
-            "transition_pool")}
-        config["resize"] = recipe["resize"]
-        options = settings.train_options(
-            name, device, amp=_amp(args), channels_last=args.channels_last,
-            lr_schedule=args.lr_schedule)
-        start = time.perf_counter()
-        history = train_ch6(
-            net, train_iter, test_iter, recipe["epochs"], recipe["lr"],
-            device, optimizer=args.optimizer, amp=options["amp"],
-            channels_last=options["channels_last"],
-            scheduler=settings.lr_scheduler(options["lr_schedule"],
-                                            recipe["epochs"]),
-            progress=args.progress,
-            seed=args.seed, sync_bn=args.sync_bn,
-            checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-            config=config)
+        with failures_named():
+            return _run(args, device, name, recipe, net, rank, world)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _run(args, device, name, recipe, net, rank, world) -> dict:
+    """Load the data, train, say the final accuracy."""
+    with agreed():  # data missing in one process stops them all
+        torch.manual_seed(args.seed)
+        train_iter, test_iter = data.load_data_fashion_mnist(
+            recipe["batch_size"], resize=recipe["resize"] or None,
+            root=args.data_root, fast=(args.loader == "tensor"),
+            device=device, subset=args.subset,
+            test_subset=args.test_subset, rank=rank, world_size=world,
+            seed=args.seed)  # the data order: never the global RNG
+    config = {k: getattr(args, k) for k in (
+        "resize", "subset", "test_subset", "loader", "seed", "head_pool",
+        "transition_pool")}
+    config["resize"] = recipe["resize"]
+    options = settings.train_options(
+        name, device, amp=_amp(args), channels_last=args.channels_last,
+        lr_schedule=args.lr_schedule)
+    start = time.perf_counter()
+    history = train_ch6(
+        net, train_iter, test_iter, recipe["epochs"], recipe["lr"],
+        device, optimizer=args.optimizer, amp=options["amp"],
+        channels_last=options["channels_last"],
+        scheduler=settings.lr_scheduler(options["lr_schedule"],
+                                        recipe["epochs"]),
+        progress=args.progress,
+        seed=args.seed, sync_bn=args.sync_bn,
+        checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+        config=config)
     minutes = (time.perf_counter() - start) / 60
     if history["test_examples"]:
         print(text("cli.final_tested", acc=history["test_acc"][-1],
@@ -501,7 +512,10 @@ def _main(argv: list[str], debug: bool, rank: str, who: str) -> int:
             message = str(e)
         else:
             message = text("cli.internal", kind=type(e).__name__, error=e)
-        if not (isinstance(e, RankFailedError) and rank != "0"):
+        # another process's failure is said by rank 0 (and by the failed
+        # process itself); contact lost with no process named, by each
+        if not (isinstance(e, RankFailedError) and e.rank is not None
+                and rank != "0"):
             print(who + text("cli.error", message=message), file=sys.stderr)
         return 1
     return 0

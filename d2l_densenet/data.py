@@ -19,6 +19,10 @@ Where the data comes from, first match wins:
 5. torchvision's download into ``root`` or ``../data`` (online users).
 
 Every file is checked against the md5 of the original (decompressed) file.
+Under ``torchrun`` (``world_size`` > 1 with an initialised process group)
+one process per machine finds or downloads the data while the others
+wait, then the others find its copy (``distributed.one_per_machine``):
+the processes never download it at the same time.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from torch.nn import functional as F
 from torch.utils import data
 
 from .devices import default_device
+from .distributed import one_per_machine, world
 from .files import CorruptFileError, DataFiles, MissingDataError
 
 __all__ = ["load_data_fashion_mnist", "fashion_mnist_datasets",
@@ -330,10 +335,13 @@ def load_data_fashion_mnist(batch_size: int, resize=None, *, root=None,
 
     ``world_size`` > 1 gives process ``rank`` its shard (DDP): each rank
     gets ``batch_size // world_size`` examples per step, so
-    ``batch_size`` stays the global batch. Training: every rank shards
-    the same per-epoch order (torchvision: a ``DistributedSampler``, whose
-    ``set_epoch`` the training loop calls); test: every
-    ``world_size``-th example, none repeated.
+    ``batch_size`` stays the global batch. In an initialised process
+    group of ``world_size`` processes every rank calls it together: one
+    process per machine finds (or downloads) the data first, the others
+    wait and then find its copy, and a failure in any stops them all.
+    Training: every rank shards the same per-epoch order (torchvision: a
+    ``DistributedSampler``, whose ``set_epoch`` the training loop
+    calls); test: every ``world_size``-th example, none repeated.
 
     ``seed`` fixes the training order of every epoch, whatever else
     draws from the global RNG: epoch ``e``'s order comes from
@@ -353,6 +361,10 @@ def load_data_fashion_mnist(batch_size: int, resize=None, *, root=None,
                          f"be a multiple of the {world_size} processes")
     shard = dict(rank=rank, world_size=world_size)
     batch_size //= world_size
+    if world_size > 1 and world() == (rank, world_size):
+        # one of several processes: one per machine fetches, the others
+        # wait, then find its copy
+        root = one_per_machine(lambda: find_fashion_mnist(root, download))
     if fast:
         raw = _raw_datasets(root, download)
     else:

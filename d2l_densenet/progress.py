@@ -1,6 +1,7 @@
 """How ``train_ch6`` shows its progress: the book's Animator in a
 notebook, a tqdm bar in a terminal, one printed line per epoch in a log,
-or nothing."""
+or nothing. The Animator comes from the ``d2l`` package, which the
+package itself does not need: without it a notebook gets a tqdm bar."""
 from __future__ import annotations
 
 import sys
@@ -8,8 +9,11 @@ import sys
 __all__ = ["PROGRESS", "Progress"]
 
 #: What ``train_ch6(progress=...)`` accepts; "auto" picks the Animator in
-#: a notebook, tqdm on a terminal, else "print".
+#: a notebook (tqdm there if ``d2l`` is not installed), tqdm on a
+#: terminal, else "print".
 PROGRESS = ("auto", "animator", "tqdm", "print", "none")
+#: How to get the Animator's package (its pins break recent Pythons).
+D2L_INSTALL = "pip install d2l==1.0.3 --no-deps"
 
 
 def _in_notebook() -> bool:
@@ -21,6 +25,15 @@ def _in_notebook() -> bool:
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
+def _animator_class():
+    """``d2l.torch.Animator``, or None where ``d2l`` cannot be imported."""
+    try:
+        from d2l import torch as d2l
+    except ImportError:
+        return None
+    return d2l.Animator
+
+
 class Progress:
     """One interface over d2l.Animator, tqdm and plain prints."""
 
@@ -28,15 +41,26 @@ class Progress:
         if kind not in PROGRESS:
             raise ValueError(f"progress must be one of {PROGRESS}, got "
                              f"{kind!r}")
+        animator = None
         if kind == "auto":
-            kind = ("animator" if _in_notebook()
-                    else "tqdm" if sys.stderr.isatty() else "print")
+            notebook = _in_notebook()
+            animator = _animator_class() if notebook else None
+            kind = ("animator" if animator is not None
+                    else "tqdm" if notebook or sys.stderr.isatty()
+                    else "print")
+        elif kind == "animator":
+            animator = _animator_class()
+            if animator is None:
+                raise ModuleNotFoundError(
+                    f"progress='animator' draws with the d2l package's "
+                    f"Animator, and d2l cannot be imported here; install "
+                    f"it ({D2L_INSTALL}) or use progress='tqdm' or "
+                    f"'print'", name="d2l")
         self.kind, self.num_epochs = kind, num_epochs
         self.num_batches = num_batches
         self.bar = self.animator = None
         if kind == "animator":
-            from d2l import torch as d2l
-            self.animator = d2l.Animator(
+            self.animator = animator(
                 xlabel="epoch", xlim=[1, num_epochs],
                 legend=["train loss", "train acc", "test acc"])
         elif kind == "tqdm":

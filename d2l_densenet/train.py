@@ -14,22 +14,34 @@ meets:
   (:class:`DivergedError`), before the bad step changes the weights;
 * several processes (``torchrun``, ``distributed.py``): the model is
   wrapped in DistributedDataParallel, counts are summed over the
-  processes, every check agreed by all of them, and only rank 0 prints.
+  processes, and only rank 0 prints. Every step the processes exchange
+  their losses and whether their loading, forward pass or loss failed,
+  in one all-reduce before the backward pass (the next batch is fetched
+  before it); evaluation ends with such an exchange too. A failure in
+  one process thus stops every process at the same step, the others
+  with :class:`~d2l_densenet.distributed.RankFailedError` naming it;
+  what cannot be agreed on is named through the store
+  (:func:`~d2l_densenet.distributed.failures_named`).
 
 The loop itself is :func:`train_ch6`; what it shows is ``progress.py``.
 The command line (``python -m d2l_densenet``) lives in ``cli.py``.
 """
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 import os
 import time
+import warnings
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from .amp import AMP_DTYPES
@@ -38,9 +50,10 @@ from .checks import check_positive_int
 from .distributed import (
     broadcast_buffers,
     convert_sync_batchnorm,
+    exchange,
+    failures_named,
     is_main,
     say,
-    sum_over_ranks,
     world,
 )
 from .measure import Timer
@@ -67,14 +80,18 @@ def accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
 def _correct_and_total(net, data_iter, device) -> tuple[float, float]:
     net.eval()
     correct = total = 0.0
-    with torch.no_grad():
-        for X, y in data_iter:
-            X, y = X.to(device), y.to(device)
-            correct += accuracy(net(X), y)
-            total += y.numel()
+    error = None
+    try:
+        with torch.no_grad():
+            for X, y in data_iter:
+                X, y = X.to(device), y.to(device)
+                correct += accuracy(net(X), y)
+                total += y.numel()
+    except Exception as e:      # every process learns of it, below
+        error = e
     # each process saw its shard of the test set: count them all once
-    correct, total = sum_over_ranks((correct, total), device)
-    return correct, total
+    rows = exchange((correct, total), device, error)
+    return sum(r[0] for r in rows), sum(r[1] for r in rows)
 
 
 def evaluate_accuracy(net: nn.Module, data_iter, device=None) -> float:
@@ -104,29 +121,32 @@ def loss_bound(num_classes: int) -> float:
     return DIVERGED_FACTOR * math.log(max(num_classes, 2))
 
 
-def _check_loss(value: float, num_classes: int, epoch: int, i: int,
-                num_batches: int, lr: float, device,
-                saved: Path | None) -> None:
-    """Stop every process if the loss of any of them diverged."""
+def _check_losses(values: list[float], num_classes: int, epoch: int,
+                  i: int, num_batches: int, lr: float,
+                  saved: Path | None) -> None:
+    """Stop if the loss of any process diverged: ``values`` holds every
+    process's loss of this step (the same list in every process), so
+    every process stops at the same step, before it changes the
+    weights."""
     bound = loss_bound(num_classes)
-    mine = not math.isfinite(value) or value > bound
-    bad = mine
-    if world()[1] > 1:
-        bad = sum_over_ranks([float(mine)], device)[0] > 0
+    bad = [(r, v) for r, v in enumerate(values)
+           if not math.isfinite(v) or v > bound]
     if not bad:
         return
+    r, value = bad[0]
+    size = len(values)
     kept = (f"the last good checkpoint {saved} is kept" if saved
             else "no checkpoint was saved")
     what = (f"became {value}" if not math.isfinite(value)
             else f"became {value:.3g}, above {bound:.3g} "
-                 f"({DIVERGED_FACTOR} x ln {num_classes} classes)"
-            if mine else "diverged in another process")
+                 f"({DIVERGED_FACTOR} x ln {num_classes} classes)")
+    where = f" in process {r} of {size}" if size > 1 else ""
     error = NonFiniteLossError if not math.isfinite(value) else \
         DivergedError
     raise error(
-        f"the training loss {what} at epoch {epoch + 1}, batch {i + 1} of "
-        f"{num_batches}; training stopped before that step ({kept}). "
-        f"Lower the learning rate (lr={lr:g}; try {lr / 10:g})")
+        f"the training loss {what}{where} at epoch {epoch + 1}, batch "
+        f"{i + 1} of {num_batches}; training stopped before that step "
+        f"({kept}). Lower the learning rate (lr={lr:g}; try {lr / 10:g})")
 
 
 def _check_options(optimizer, amp, num_epochs, lr, resume, checkpoint_dir,
@@ -153,9 +173,42 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.xavier_uniform_(m.weight)
 
 
-def _prepare(net: nn.Module, device, seed, init: bool, sync_bn: bool,
-             channels_last: bool) -> nn.Module:
+#: Models this process has trained (``init=None`` keeps their weights).
+_TRAINED: weakref.WeakSet = weakref.WeakSet()
+#: Layers whose constructors set the scale to 1 and the shift to 0.
+_NORMS = (_BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+def _not_from_constructor(net: nn.Module) -> str | None:
+    """Why ``net``'s weights did not come from its constructor (trained
+    or loaded), or None where nothing says so: a model ``train_ch6`` has
+    trained, or one whose normalization layers' scales and shifts are
+    not the 1s and 0s every constructor sets (a shape check's forward
+    pass changes BatchNorm's running statistics, not these)."""
+    if net in _TRAINED:
+        return "train_ch6 has trained it before"
+    for m in net.modules():
+        if not isinstance(m, _NORMS):
+            continue
+        weight, bias = getattr(m, "weight", None), getattr(m, "bias", None)
+        with torch.no_grad():
+            if (weight is not None and bool((weight != 1).any())) or (
+                    bias is not None and bool((bias != 0).any())):
+                return (f"its {type(m).__name__} scales and shifts are not "
+                        f"the 1s and 0s a constructor sets: trained or "
+                        f"loaded weights")
+    return None
+
+
+def _prepare(net: nn.Module, device, seed, init: bool | None,
+             sync_bn: bool, channels_last: bool) -> nn.Module:
     """Seed, initialise (Xavier, as the book), move, convert BatchNorm."""
+    if init is None:
+        why = _not_from_constructor(net)
+        init = why is None
+        if why:
+            say(f"keeping the model's weights ({why}); init=True "
+                f"re-initialises them (Xavier, as the book)")
     if seed is not None:
         torch.manual_seed(seed)
         if init:
@@ -176,10 +229,21 @@ def _prepare(net: nn.Module, device, seed, init: bool, sync_bn: bool,
 
 
 def _ddp(net: nn.Module, device: torch.device) -> nn.Module:
+    """``net`` in DistributedDataParallel (several processes). BatchNorm's
+    running statistics stay each process's own while it trains (no
+    broadcast before every forward pass: the step's only collectives
+    are the exchange and the backward pass's); :func:`broadcast_buffers`
+    copies rank 0's to every process before each evaluation."""
     if world()[1] == 1:
         return net
-    return DistributedDataParallel(
-        net, device_ids=[device.index] if device.type == "cuda" else None)
+    options = dict(device_ids=[device.index] if device.type == "cuda"
+                   else None)
+    if "forward_sync_buffers" in inspect.signature(
+            DistributedDataParallel.__init__).parameters:
+        options["forward_sync_buffers"] = False  # newer PyTorch
+    else:
+        options["broadcast_buffers"] = False
+    return DistributedDataParallel(net, **options)
 
 
 def _set_epoch(loader, epoch: int) -> None:
@@ -198,13 +262,71 @@ def _where(device: torch.device) -> str:
         f"{size} processes ({device.type}, {dist.get_backend()})")
 
 
+#: What a scheduler's ``state_dict`` holds besides its shape.
+_SCHEDULE_PROGRESS = ("base_lrs", "last_epoch", "verbose")
+
+
+def _schedule(sched) -> dict | None:
+    """The shape of ``sched``, as a checkpoint records it: the plain
+    values of its ``state_dict`` other than its progress (for a cosine,
+    ``T_max``, the horizon in epochs, and ``eta_min``)."""
+    if sched is None:
+        return None
+    plain = (int, float, str, bool, type(None))
+    return {k: list(v) if isinstance(v, (list, tuple)) else v
+            for k, v in sched.state_dict().items()
+            if not k.startswith("_") and k not in _SCHEDULE_PROGRESS
+            and (isinstance(v, plain) or isinstance(v, (list, tuple))
+                 and all(isinstance(x, plain) for x in v))}
+
+
 def _settings(net, optimizer, lr, amp, sched, train_iter, config) -> dict:
-    """What a resumed run must match (see ``checkpoints.Checkpoints``)."""
+    """What a resumed run must match (see ``checkpoints.Checkpoints``);
+    the schedule's shape (``schedule``) may change."""
     size = getattr(train_iter, "batch_size", None)
     return {"model": describe(net), "optimizer": optimizer, "lr": lr,
             "amp": amp, "scheduler": sched and type(sched).__name__,
+            "schedule": _schedule(sched),
             "batch_size": None if size is None else size * world()[1],
             **(config or {})}
+
+
+def _replay_schedule(scheduler: Callable, opt, done: int):
+    """This run's schedule, stepped ``done`` times from the start: the
+    learning rate of epoch ``done + 1`` of an uninterrupted run with
+    this run's schedule."""
+    for group in opt.param_groups:
+        group["lr"] = group.get("initial_lr", group["lr"])
+    with warnings.catch_warnings():  # stepped before optimizer.step()
+        warnings.simplefilter("ignore", UserWarning)
+        sched = scheduler(opt)
+        for _ in range(done):
+            sched.step()
+    return sched
+
+
+def _resume_schedule(store: Checkpoints, scheduler, opt, sched,
+                     done: int, num_epochs: int):
+    """After a resume: the checkpoint's scheduler where its shape is this
+    run's; else (``--epochs`` changed a cosine's horizon, or an older
+    checkpoint that did not record it) this run's schedule replayed to
+    epoch ``done``, said on screen."""
+    if sched is None or not done:
+        return sched
+    saved, mine = store.found.get("schedule"), store.settings["schedule"]
+    if saved == mine:
+        return sched
+    sched = _replay_schedule(scheduler, opt, done)
+    store.parts["scheduler"] = sched
+    changes = ("the checkpoint does not record it" if saved is None else
+               ", ".join(f"{k} {saved.get(k)!r} -> {mine.get(k)!r}"
+                         for k in sorted(set(saved) | set(mine))
+                         if saved.get(k) != mine.get(k)))
+    say(f"the learning-rate schedule is this run's ({type(sched).__name__}"
+        f", {changes}): epochs {done + 1}-{num_epochs} take the rates of "
+        f"a {num_epochs}-epoch run (lr {opt.param_groups[0]['lr']:.3g} "
+        f"in epoch {done + 1})")
+    return sched
 
 
 def _finish(history: dict, seen: float, timer: Timer, where: str,
@@ -227,7 +349,7 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
               lr: float, device, *, optimizer: str = "sgd",
               amp: str | None = None, channels_last: bool = False,
               progress: str = "auto", seed: int | None = None,
-              init: bool = True, sync_bn: bool = False,
+              init: bool | None = None, sync_bn: bool = False,
               scheduler: Callable | None = None,
               checkpoint_dir: str | os.PathLike | None = None,
               resume: bool = False,
@@ -238,8 +360,14 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
 
     ``optimizer``: "sgd" (book) or "adam". ``amp``: None, "bf16" or
     "fp16" autocast (fp16 on CUDA only, with a gradient scaler).
-    ``seed`` fixes initialisation and data order. ``init=False`` keeps
-    the current weights (e.g. pretrained ones) instead of Xavier.
+    ``seed`` fixes initialisation and data order. ``init``: True
+    initialises the weights (Xavier, as the book), False keeps them;
+    None (the default) initialises a model as its constructor made it
+    and keeps (saying so) the weights of one that was trained (by
+    ``train_ch6``) or loaded (its BatchNorm scales and shifts are not
+    the constructor's 1s and 0s): a pretrained DenseNet-BC is not
+    silently re-initialised. Pass ``init=False`` for loaded weights in a
+    model without normalization layers.
     ``scheduler``: a function from the optimizer to an LR scheduler,
     stepped once per epoch. Each epoch calls ``set_epoch(epoch)`` on the
     loader (or its sampler) where it has one.
@@ -248,20 +376,27 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
     epoch, history and the settings at the end of every epoch (the last
     ``KEEP`` files are kept); ``resume=True`` continues from the latest
     one. ``config`` adds settings a resumed run must match (the CLI
-    passes its data options); ``num_epochs`` may grow on resume.
+    passes its data options); ``num_epochs`` may grow on resume, and a
+    schedule whose shape depends on it (a cosine's horizon) is this
+    run's: a 3-epoch cosine resumed with ``num_epochs=6`` trains epochs
+    4-6 at the 6-epoch cosine's rates (said on screen).
 
     Under ``torchrun`` (an initialised process group) the model is
     wrapped in DistributedDataParallel, ``sync_bn=True`` converts its
     batch normalization to SyncBatchNorm (on GPUs and CPUs), and the
     iterators must be sharded (``load_data_fashion_mnist(...,
     rank=, world_size=)``). A diverged loss raises
-    :class:`DivergedError` before the bad step is taken.
+    :class:`DivergedError` before the bad step is taken, in every
+    process; a failure in one process (loading, forward pass, loss,
+    evaluation) stops every process at the same step, the others with
+    :class:`~d2l_densenet.distributed.RankFailedError` naming it.
     """
     device = torch.device(device)
     _check_options(optimizer, amp, num_epochs, lr, resume, checkpoint_dir,
                    device)
     where = _where(device)
     say("training on", where)
+    given = net
     net = _prepare(net, device, seed, init, sync_bn, channels_last)
     opt = OPTIMIZERS[optimizer](net.parameters(), lr=lr)
     sched = scheduler(opt) if scheduler is not None else None
@@ -275,6 +410,8 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
             model=net, optimizer=opt, scheduler=sched, scaler=scaler),
             device)
         done = store.resume(resume, history, num_epochs)
+        sched = _resume_schedule(store, scheduler, opt, sched, done,
+                                 num_epochs)
     model = _ddp(net, device)
     num_batches = len(train_iter)
     bar = Progress(progress if is_main() else "none", num_epochs,
@@ -283,34 +420,43 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
                     enabled=amp is not None)
     timer, seen, test_n = Timer(), 0.0, 0.0
     timer.times.clear()
-    try:
+    with failures_named(), contextlib.closing(bar):
         for epoch in range(done, num_epochs):
-            _set_epoch(train_iter, epoch)
             start = time.perf_counter()
             metric = [0.0, 0.0, 0.0]  # loss sum, correct, examples
             model.train()
-            for i, (X, y) in enumerate(train_iter):
+            batches = _AgreedBatches(train_iter, epoch, device, timer)
+            for i, (X, y) in enumerate(batches):
+                value = math.nan
                 timer.start()
-                opt.zero_grad()
-                X, y = X.to(device), y.to(device)
-                if channels_last:
-                    X = X.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(**autocast):
-                    y_hat = model(X)
-                    l = loss(y_hat, y)
-                value = float(l.detach())
-                _check_loss(value, y_hat.shape[1], epoch, i, num_batches,
-                            lr, device, store and store.last_saved)
+                try:
+                    opt.zero_grad()
+                    X, y = X.to(device), y.to(device)
+                    if channels_last:
+                        X = X.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(**autocast):
+                        y_hat = model(X)
+                        l = loss(y_hat, y)
+                    value = float(l.detach())
+                except Exception as e:  # every process learns of it below
+                    batches.failed(e)
+                values = batches.agree(value)   # fetches the next batch
+                _check_losses(values, y_hat.shape[1], epoch, i,
+                              num_batches, lr, store and store.last_saved)
+                # DDP all-reduces the gradients in the backward pass: a
+                # failure inside it cannot be agreed on (failures_named)
                 scaler.scale(l).backward()
                 scaler.step(opt)
                 scaler.update()
+                _TRAINED.add(given)
                 for k, v in enumerate((value * X.shape[0],
                                        accuracy(y_hat, y), X.shape[0])):
                     metric[k] += v
                 timer.stop()
                 bar.batch(epoch, i, metric[0] / metric[2],
                           metric[1] / metric[2])
-            total_l, correct, n = sum_over_ranks(metric, device)
+            rows = exchange(metric, device)
+            total_l, correct, n = (sum(r[k] for r in rows) for k in range(3))
             seen += n
             if sched is not None:
                 sched.step()
@@ -325,6 +471,69 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
             if store is not None:
                 store.save(epoch + 1, history)
             bar.epoch(epoch + 1, *(history[k][-1] for k in HISTORY[1:4]))
-    finally:
-        bar.close()
     return _finish(history, seen, timer, where, done, num_epochs, test_n)
+
+
+class _AgreedBatches:
+    """The batches of one epoch, each agreed on by every process before
+    its forward pass: the first one when the iteration starts, each next
+    one fetched before the step's :func:`agree` and carried by its
+    all-reduce. A loader that fails in one process, or runs out there
+    first, thus stops every process at the same step, never in the
+    middle of the others' collectives. Fetching a batch is not timed
+    (``timer``, running during a step, pauses), as in the book."""
+
+    def __init__(self, loader, epoch: int, device, timer: Timer) -> None:
+        self.loader, self.epoch, self.device = loader, epoch, device
+        self.timer = timer
+        self.it = self.next = self.error = None
+        self.i = 0
+
+    def _fetch(self) -> None:
+        try:
+            if self.it is None:
+                _set_epoch(self.loader, self.epoch)
+                self.it = iter(self.loader)
+            self.next = next(self.it, None)
+        except Exception as e:
+            self.error = e
+
+    def __iter__(self):
+        self._fetch()
+        _same_length(exchange([self.next is None], self.device,
+                              self.error), self.epoch, 0)
+        while self.next is not None:
+            batch, self.next = self.next, None
+            yield batch
+
+    def failed(self, error: BaseException) -> None:
+        """This process's step failed (its forward pass, its loss)."""
+        self.error = error
+
+    def agree(self, value: float) -> list[float]:
+        """Fetch the next batch (unless the step failed), then one
+        all-reduce: every process's loss ``value`` (returned, one per
+        process), whether it failed (then every process raises) and
+        whether it has a next batch."""
+        if self.error is None:
+            self.timer.stop()
+            self._fetch()
+            self.timer.start()
+        self.i += 1
+        rows = exchange([value, self.next is None], self.device,
+                        self.error)
+        _same_length(rows, self.epoch, self.i)
+        return [row[0] for row in rows]
+
+
+def _same_length(rows: list[list[float]], epoch: int, i: int) -> None:
+    """Every process has a next batch, or none has (the last entry of
+    each row: 1.0 for none)."""
+    ended = [r for r, row in enumerate(rows) if row[-1]]
+    if ended and len(ended) < len(rows):
+        raise ValueError(
+            f"the processes have different numbers of training batches: "
+            f"process {ended[0]} of {len(rows)} has {i} in epoch "
+            f"{epoch + 1}, others more; give every process the same number "
+            f"(a DistributedSampler with drop_last=True, or "
+            f"load_data_fashion_mnist(..., rank=, world_size=))")

@@ -4,14 +4,21 @@ the precision its checkpoint was trained in.
 
 This machine's CPU lacks native bf16 arithmetic, so every bf16 decision
 below is made with the CPU's support report and the measurement patched
-(``amp_probe``); only ``test_real_measurement_runs`` times real steps.
+(``amp_probe``) or its clock faked; only
+``test_real_measurement_reports_the_steps_it_timed`` times real steps.
 """
+import functools
+import statistics
+import time
+
 import pytest
 import torch
 from _fakes import FakeClock
 
 from d2l_densenet import amp
 from d2l_densenet.messages import Message
+
+REAL_MEASURE = amp.measure_amp
 
 
 @pytest.fixture
@@ -124,13 +131,69 @@ def test_resolve_amp(amp_probe):
         amp.resolve_amp("fp8", "cpu")
 
 
-def test_real_measurement_runs():
-    """The measurement itself (not its speed): warm-up, then pairs that
-    alternate; positive times, one ratio per pair."""
+class _SpyClock:
+    """The real clock, recording the duration of each timed step (every
+    second ``perf_counter`` call ends one)."""
+
+    def __init__(self) -> None:
+        self.steps: list[float] = []
+        self._start = None
+
+    def perf_counter(self) -> float:
+        now = time.perf_counter()
+        if self._start is None:
+            self._start = now
+        else:
+            self.steps.append(now - self._start)
+            self._start = None
+        return now
+
+
+def test_real_measurement_reports_the_steps_it_timed(monkeypatch):
+    """The measurement on the real CPU (not its speed): after one warm-up
+    pair (not counted), pair 1 runs fp32 then bf16, pair 2 bf16 then
+    fp32; the times are the medians of the steps actually timed and each
+    ratio is that pair's fp32 time over its bf16 time."""
+    clock = _SpyClock()
+    monkeypatch.setattr(amp, "time", clock)
     timing = amp.measure_amp(pairs=2, warmup=1)
-    assert len(timing.ratios) == 2
-    assert 0 < timing.fp32_s < 60 and 0 < timing.bf16_s < 600
-    assert timing.speedup > 0
+    assert len(clock.steps) == 6
+    fp32 = [clock.steps[2], clock.steps[5]]
+    bf16 = [clock.steps[3], clock.steps[4]]
+    assert timing.fp32_s == pytest.approx(statistics.median(fp32))
+    assert timing.bf16_s == pytest.approx(statistics.median(bf16))
+    assert timing.ratios == pytest.approx(
+        tuple(a / b for a, b in zip(fp32, bf16, strict=True)))
+    assert timing.speedup == pytest.approx(statistics.median(
+        timing.ratios))
+
+
+@pytest.mark.parametrize("fp32,bf16,expected", [
+    (0.2, 0.1, "bf16"),     # 2x faster
+    (0.2, 0.18, None),      # 1.11x: not clearly faster
+    (0.1, 0.4, None),       # 4x slower
+])
+def test_the_decision_follows_the_measured_steps(amp_probe, monkeypatch,
+                                                 fp32, bf16, expected):
+    """The real measurement (3 pairs after 1 warm-up pair, to be quick)
+    and decision, with a fake clock: each timed fp32 step lasts ``fp32``
+    s, each bf16 step ``bf16`` s; the choice and the ratio it reports
+    follow."""
+    fake, _ = amp_probe
+    fake(True, (1.0,))
+    monkeypatch.setattr(amp, "measure_amp", functools.partial(
+        REAL_MEASURE, pairs=3, warmup=1))
+    durations = []
+    for i in range(1 + 3):              # 1 warm-up pair, then 3
+        first_fp32 = i < 1 or (i - 1) % 2 == 0
+        durations += [fp32, bf16] if first_fp32 else [bf16, fp32]
+    monkeypatch.setattr(amp, "time", FakeClock(durations))
+    choice = amp.cpu_amp_choice()
+    assert choice.amp == expected
+    assert f"{fp32 / bf16:.2f}x" in choice.reason
+    assert "median of 3 alternating pairs" in choice.reason
+    assert choice.fp32_ms == pytest.approx(fp32 * 1e3)
+    assert choice.bf16_ms == pytest.approx(bf16 * 1e3)
 
 
 def test_measurement_alternates_which_precision_goes_first(monkeypatch):

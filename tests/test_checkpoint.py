@@ -185,3 +185,77 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     print(f"reference run {t1 - t0:.1f} s, run killed after "
           f"{t2 - t1:.1f} s in epoch {done + 1}, resumed run "
           f"{t3 - t2:.1f} s")
+
+
+class _LrLoader:
+    """The tiny training batches; records the learning rate each epoch
+    trains at (the optimizer is caught when the scheduler is built)."""
+
+    def __init__(self, seen: list) -> None:
+        self.batches, _ = _tiny_iters()
+        self.batch_size, self.seen, self.opt = 16, seen, None
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        self.seen.append(self.opt.param_groups[0]["lr"])
+        return iter(self.batches)
+
+
+def _cosine_run(folder, epochs, resume=False, horizon=None):
+    """Train ``epochs`` with the CPU recipe's cosine over ``horizon``
+    epochs (default: ``epochs``, as the CLI builds it); return the
+    learning rate of each epoch trained."""
+    from d2l_densenet.settings import lr_scheduler
+    seen: list[float] = []
+    loader = _LrLoader(seen)
+    build = lr_scheduler("cosine", horizon or epochs)
+
+    def scheduler(opt):
+        loader.opt = opt
+        return build(opt)
+    _, test_iter = _tiny_iters()
+    train_ch6(_small_net(), loader, test_iter, epochs, 0.1, "cpu", seed=0,
+              progress="none", scheduler=scheduler, checkpoint_dir=folder,
+              resume=resume)
+    return seen
+
+
+def test_resume_with_more_epochs_follows_the_longer_cosine(tmp_path,
+                                                           capsys):
+    """A 3-epoch cosine run (lr 0.1, 0.075, 0.025) resumed with 6 epochs
+    trains epochs 4-6 at the 6-epoch cosine's rates (0.05, 0.025,
+    0.0067), those of an uninterrupted 6-epoch run, not at the 3-epoch
+    cosine's continuation (0, 0.025, 0.075), and says so; the checkpoint
+    records the horizon."""
+    whole = _cosine_run(tmp_path / "whole", 6)
+    assert whole == pytest.approx([0.1, 0.0933013, 0.075, 0.05, 0.025,
+                                   0.0066987], abs=1e-6)
+    first = _cosine_run(tmp_path / "run", 3)
+    assert first == pytest.approx([0.1, 0.075, 0.025])
+    state = load_checkpoint(checkpoint_files(tmp_path / "run")[-1])
+    assert state["settings"]["scheduler"] == "CosineAnnealingLR"
+    assert state["settings"]["schedule"]["T_max"] == 3
+    capsys.readouterr()
+    rest = _cosine_run(tmp_path / "run", 6, resume=True)
+    assert rest == pytest.approx(whole[3:], abs=1e-12)
+    out = capsys.readouterr().out
+    assert ("the learning-rate schedule is this run's (CosineAnnealingLR, "
+            "T_max 3 -> 6): epochs 4-6 take the rates of a 6-epoch run "
+            "(lr 0.05 in epoch 4)") in out
+    state = load_checkpoint(checkpoint_files(tmp_path / "run")[-1])
+    assert state["settings"]["schedule"]["T_max"] == 6
+    assert state["scheduler"]["T_max"] == 6
+
+
+def test_resume_with_the_same_horizon_keeps_the_schedule(tmp_path, capsys):
+    """Stopped after epoch 2 of a 4-epoch cosine and resumed with 4: the
+    rates of an uninterrupted 4-epoch run, bit for bit, and nothing
+    said about the schedule."""
+    whole = _cosine_run(tmp_path / "whole", 4)
+    first = _cosine_run(tmp_path / "run", 2, horizon=4)
+    capsys.readouterr()
+    rest = _cosine_run(tmp_path / "run", 4, resume=True)
+    assert first + rest == whole
+    assert "schedule" not in capsys.readouterr().out

@@ -401,3 +401,126 @@ def test_a_chosen_bf16_is_what_the_model_runs_in(tiny_data, monkeypatch):
     monkeypatch.setattr(cli, "_build", build)
     cli.train([*TINY_NET, "--epochs", "1"])
     assert dtypes == {torch.bfloat16}
+
+
+# --- the installed console script, and an interrupt --------------------
+
+def _console_script() -> str:
+    """``d2l-densenet`` as pip installed it next to this Python."""
+    import shutil
+    from pathlib import Path
+    found = shutil.which("d2l-densenet",
+                         path=str(Path(sys.executable).parent))
+    assert found, (f"d2l-densenet is not installed next to "
+                   f"{sys.executable}: pip install -e . installs it")
+    return found
+
+
+def test_the_installed_console_script_helps_and_refuses_bad_input():
+    """The command a pip user types: ``--help`` (exit 0, the options and
+    the exit statuses) and a bad value (exit 2, one line naming the
+    option and the value, no traceback)."""
+    from _cli_runs import env
+    script = _console_script()
+    r = subprocess.run([script, "--help"], env=env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "--checkpoint-dir" in r.stdout and "--resume" in r.stdout
+    assert "exit status: 0 done, 1 failed while running, 2 bad input, " \
+           "130 interrupted" in r.stdout
+    r = subprocess.run([script, "--epochs", "0"], env=env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr == ("error: argument --epochs: expected a positive int, "
+                        "got '0' (see python -m d2l_densenet --help)\n")
+
+
+def test_an_interrupt_while_training_exits_130_in_one_line(tmp_path):
+    """Ctrl-C (SIGINT) in the middle of training: exit status 130 and
+    one line, no traceback; the checkpoint of the finished epoch is
+    kept."""
+    import signal
+
+    from _cli_runs import TINY, command, env
+    folder = tmp_path / "ckpt"
+    child = subprocess.Popen(
+        command(*TINY, "--epochs", "50", "--checkpoint-dir", folder),
+        env=env(), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    try:
+        for line in child.stdout:       # "epoch 1/50" comes after its save
+            if line.startswith("epoch 1/50"):
+                child.send_signal(signal.SIGINT)
+                break
+        out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, err
+    assert err == "interrupted\n"
+    assert (folder / "epoch-0001.pt").is_file()
+
+
+def test_torchrun_processes_wait_a_bounded_time(captured, monkeypatch):
+    """Under torchrun the process group times out after 300 s (a process
+    that hangs, or fails inside a collective, does not hold the others
+    for gloo's 30 min); $D2L_DENSENET_TIMEOUT changes it, a bad value is
+    refused before anything starts."""
+    from datetime import timedelta
+    calls = []
+    monkeypatch.setattr(cli.dist, "init_process_group",
+                        lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    cli.train(["--device", "cpu", "--batch-size", "64"])
+    assert calls[-1] == (("gloo",), {"timeout": timedelta(seconds=300)})
+    monkeypatch.setenv("D2L_DENSENET_TIMEOUT", "12.5")
+    cli.train(["--device", "cpu", "--batch-size", "64"])
+    assert calls[-1][1] == {"timeout": timedelta(seconds=12.5)}
+    monkeypatch.setenv("D2L_DENSENET_TIMEOUT", "soon")
+    with pytest.raises(cli.UsageError, match="D2L_DENSENET_TIMEOUT must be "
+                       "a number of seconds > 0, got 'soon'"):
+        cli.train(["--device", "cpu", "--batch-size", "64"])
+    assert len(calls) == 2
+
+
+def test_a_failure_in_another_process_is_exit_1_said_once(tiny_data,
+                                                          monkeypatch,
+                                                          capsys):
+    """RankFailedError (another process failed): exit status 1 in every
+    process; rank 0 says it in one line, the others stay quiet (the
+    failed process says its own error)."""
+    from d2l_densenet.distributed import RankFailedError
+    monkeypatch.setattr(cli.dist, "init_process_group",
+                        lambda *a, **k: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+
+    def failed(*args, **kwargs):
+        raise RankFailedError("process 1 of 2 failed (OSError): disk gone",
+                              rank=1)
+    monkeypatch.setattr(cli, "train_ch6", failed)
+    for rank, said in (("0", "[rank 0] error: process 1 of 2 failed "
+                             "(OSError): disk gone\n"), ("1", "")):
+        monkeypatch.setenv("RANK", rank)
+        assert cli.main(TINY_NET) == 1
+        assert capsys.readouterr().err == said
+
+
+def test_contact_lost_with_no_process_named_is_said_by_every_rank(
+        tiny_data, monkeypatch, capsys):
+    """Where no process recorded a failure (e.g. rank 0 was killed),
+    every surviving rank says what it saw."""
+    from d2l_densenet.distributed import RankFailedError
+    monkeypatch.setattr(cli.dist, "init_process_group",
+                        lambda *a, **k: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+
+    def lost(*args, **kwargs):
+        raise RankFailedError("lost contact with the other processes (...)")
+    monkeypatch.setattr(cli, "train_ch6", lost)
+    assert cli.main(TINY_NET) == 1
+    assert capsys.readouterr().err == (
+        "[rank 1] error: lost contact with the other processes (...)\n")

@@ -337,3 +337,125 @@ def test_without_seed_the_global_rng_orders_as_in_the_book():
     expected = torch.randperm(60).tolist()
     torch.manual_seed(0)
     assert _pass(_loader()) == expected
+
+
+# --- several processes: one fetches, the others wait ------------------------
+
+#: Ranks 0 and 1 of a gloo group load Fashion-MNIST where no place holds
+#: it; the download (faked: after a second it copies the files, already
+#: decompressed, into torchvision's layout) is logged, and so is each
+#: rank's search. First the download fails, then
+#: it works (in the same group: a failure agreed on leaves it usable).
+_TWO_LOADERS = r"""
+import dataclasses, datetime, json, os, shutil, sys, time
+from pathlib import Path
+import torch.distributed as dist
+from d2l_densenet import data as D
+
+rank = int(os.environ["RANK"])
+tmp = Path(sys.argv[1])
+work = tmp / f"work{rank}" / "cwd"          # ../data: tmp/work{rank}/data
+work.mkdir(parents=True)
+os.chdir(work)
+# one shared folder for the download, as on one machine
+os.symlink(tmp / "data", work.parent / "data", target_is_directory=True)
+D.DEBIAN_DIR = tmp / "no-debian"
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+log = []
+fail = [True]
+
+
+def fetch(folder):
+    log.append(("fetch", time.time()))
+    time.sleep(1)
+    if fail[0]:
+        raise OSError("planted: no network")
+    raw = folder / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in D.FASHION_MNIST_MD5:
+        shutil.copy(Path(sys.argv[2]) / name, raw)
+    log.append(("fetched", time.time()))
+
+
+D.FILES = dataclasses.replace(D.FILES, fetch=fetch)
+find = D.find_fashion_mnist
+
+
+def logged_find(*args, **kwargs):
+    log.append(("find", time.time()))
+    return find(*args, **kwargs)
+
+
+D.find_fashion_mnist = logged_find
+for attempt in ("fails", "works"):
+    fail[0] = attempt == "fails"
+    log.clear()
+    record = dict(attempt=attempt, rank=rank)
+    try:
+        train, test = D.load_data_fashion_mnist(
+            64, fast=True, device="cpu", subset=100, test_subset=50,
+            rank=rank, world_size=2)
+        record["examples"] = sum(len(y) for _, y in train)
+    except Exception as e:
+        record.update(error=type(e).__name__, message=str(e))
+    record["log"] = log[:]
+    print(json.dumps(record), flush=True)
+"""
+
+
+def test_one_process_downloads_while_the_other_waits(tmp_path):
+    """Two processes, no data anywhere: rank 0 downloads, rank 1 waits
+    and searches only after rank 0's download has finished (finding its
+    files); when the download fails, rank 1 stops with a RankFailedError
+    naming rank 0 and why, without downloading itself."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from _cli_runs import env
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "data").mkdir()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in D.FASHION_MNIST_MD5:
+        with gzip.open(DEBIAN_DIR / (name + ".gz"), "rb") as f:
+            (plain / name).write_bytes(f.read())
+    script = tmp_path / "two_loaders.py"
+    script.write_text(_TWO_LOADERS)
+    base = {k: v for k, v in env().items() if k != "D2L_DENSENET_DATA"}
+    procs = [subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path), str(plain)],
+        env=dict(base, RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                 MASTER_PORT=str(port),
+                 D2L_DENSENET_CACHE=str(tmp_path / "cache")),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in (0, 1)]
+    try:
+        outs = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    records = {}
+    for r, (p, (out, err)) in enumerate(zip(procs, outs, strict=True)):
+        assert p.returncode == 0, err[-3000:]
+        for line in out.splitlines():
+            rec = json.loads(line)
+            records[rec["attempt"], r] = rec
+    zero, one = records["fails", 0], records["fails", 1]
+    assert zero["error"] == "DataNotFoundError"
+    assert "failed (OSError: planted: no network)" in zero["message"]
+    assert one["error"] == "RankFailedError"
+    assert one["message"].startswith(
+        "process 0 of 2 failed (DataNotFoundError): Fashion-MNIST not found")
+    assert [e for e, _ in one["log"]] == []     # rank 1 did not search
+    zero, one = records["works", 0], records["works", 1]
+    assert zero["examples"] == one["examples"] == 50
+    # each searches twice: once for the data, once loading it from there
+    assert [e for e, _ in zero["log"]] == ["find", "fetch", "fetched",
+                                           "find"]
+    assert [e for e, _ in one["log"]] == ["find", "find"]   # no fetch
+    assert one["log"][0][1] >= zero["log"][2][1]  # after the download

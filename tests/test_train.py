@@ -1,5 +1,6 @@
 import math
 import re
+import sys
 
 import pytest
 import torch
@@ -189,6 +190,94 @@ def test_init_false_keeps_weights():
     train_ch6(net, train_iter, test_iter, 1, 0.0, "cpu", init=False,
               progress="none")
     assert torch.equal(before, net.last[-1].weight)
+
+
+def _params(net):
+    return {k: v.detach().clone() for k, v in net.named_parameters()}
+
+
+def _tiny_bc():
+    from d2l_densenet.family import DenseNetBC
+    return DenseNetBC(growth_rate=4, block_config=(1, 1),
+                      num_init_features=8, num_classes=10, in_channels=1)
+
+
+def test_default_init_keeps_loaded_weights_of_a_densenet_bc(capsys):
+    """Weights loaded into a DenseNet-BC (as ``load_weights`` does with
+    pretrained ones; its BatchNorm scales are not 1) survive
+    ``train_ch6(..., seed=0)`` with the default ``init`` (lr 0: nothing
+    else changes them), with a line saying so; ``init=True`` asked for
+    explicitly still re-initialises them."""
+    from d2l_densenet.family import load_weights
+    torch.manual_seed(1)
+    source = _tiny_bc()
+    with torch.no_grad():
+        for m in source.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    train_iter, test_iter = _tiny_iters()
+    for init, kept in ((None, True), (True, False)):
+        net = load_weights(_tiny_bc(), source.state_dict())
+        loaded = _params(net)
+        asked = {} if init is None else {"init": init}  # None: default
+        train_ch6(net, train_iter, test_iter, 1, 0.0, "cpu", seed=0,
+                  progress="none", **asked)
+        same = [torch.equal(loaded[k], v) for k, v in _params(net).items()]
+        assert all(same) if kept else not any(same), init
+        out = capsys.readouterr().out
+        assert ("keeping the model's weights (its BatchNorm2d scales and "
+                "shifts are not the 1s and 0s a constructor sets: trained "
+                "or loaded weights); init=True re-initialises them" in out
+                ) == kept
+
+
+def test_default_init_initialises_a_new_model_as_the_book(capsys):
+    """A model as its constructor made it, even after the book's shape
+    check (a forward pass in training mode moves BatchNorm's running
+    statistics), gets the Xavier weights of ``init=True``; a model
+    train_ch6 has trained keeps its weights on the next call."""
+    train_iter, test_iter = _tiny_iters()
+    weights = []
+    for init in (True, None):
+        net = _small_net()
+        net(torch.rand(2, 1, 32, 32))       # the shape check
+        train_ch6(net, train_iter, test_iter, 1, 0.0, "cpu", seed=0,
+                  progress="none", init=init)
+        weights.append(_params(net))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert "keeping" not in capsys.readouterr().out
+    net = _small_net()
+    train_ch6(net, train_iter, test_iter, 1, 0.05, "cpu", seed=0,
+              progress="none")
+    trained = _params(net)
+    train_ch6(net, train_iter, test_iter, 1, 0.0, "cpu", seed=0,
+              progress="none")
+    assert all(torch.equal(trained[k], v) for k, v in _params(net).items())
+    assert "keeping the model's weights (train_ch6 has trained it before)" \
+        in capsys.readouterr().out
+
+
+def test_progress_falls_back_to_tqdm_without_d2l(monkeypatch):
+    """In a notebook "auto" draws with d2l's Animator; where d2l is not
+    installed (a pip user of the package) it shows a tqdm bar instead,
+    and asking for the Animator says what to install."""
+    from d2l_densenet import progress
+    monkeypatch.setitem(sys.modules, "d2l", None)   # import d2l fails
+    monkeypatch.setattr(progress, "_in_notebook", lambda: True)
+    bar = progress.Progress("auto", 2, 3)
+    try:
+        assert bar.kind == "tqdm" and bar.bar is not None
+        assert bar.animator is None
+    finally:
+        bar.close()
+    with pytest.raises(ModuleNotFoundError,
+                       match=r"pip install d2l==1\.0\.3 --no-deps"):
+        progress.Progress("animator", 2, 3)
+    monkeypatch.setattr(progress, "_in_notebook", lambda: False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert progress.Progress("auto", 2, 3).kind == "print"
 
 
 @pytest.mark.parametrize("kwargs,match", [
