@@ -190,8 +190,9 @@ def test_the_decision_follows_the_measured_steps(amp_probe, monkeypatch,
     monkeypatch.setattr(amp, "time", FakeClock(durations))
     choice = amp.cpu_amp_choice()
     assert choice.amp == expected
-    assert f"{fp32 / bf16:.2f}x" in choice.reason
-    assert "median of 3 alternating pairs" in choice.reason
+    reason = choice.text("en")
+    assert f"{fp32 / bf16:.2f}x" in reason
+    assert "median of 3 alternating pairs" in reason
     assert choice.fp32_ms == pytest.approx(fp32 * 1e3)
     assert choice.bf16_ms == pytest.approx(bf16 * 1e3)
 
