@@ -43,10 +43,13 @@ ENV = devices.MODE_ENV
 REHEARSAL = devices.REHEARSAL
 #: Every mode ``run_mode`` accepts (``make run MODE=...``).
 RUN_MODES = (*MODES, REHEARSAL)
-#: Settings that size a run: the rehearsal never runs them at GPU mode's
-#: value where smoke mode's differs (at any depth of nested dicts).
-SIZE_KEYS = frozenset({"num_epochs", "epochs", "subset", "test_subset",
-                       "seeds", "schedule", "final_epochs"})
+#: Settings that multiply the work of one run (epochs, data): the
+#: rehearsal never runs them at GPU mode's value where smoke mode's
+#: differs (at any depth of nested dicts). Counts of runs (seeds) may
+#: keep GPU mode's value where a GPU branch needs it (a paired test
+#: needs 3 pairs); they are still named in rehearse= or keep=.
+SIZE_KEYS = frozenset({"num_epochs", "epochs", "final_epochs", "subset",
+                       "test_subset", "schedule"})
 
 #: The command line's recipes: the book's on a GPU, a reduced one for a
 #: CPU (Fashion-MNIST at 32x32, the smallest size above the chapter
@@ -117,7 +120,9 @@ def rehearsal_settings(settings: dict[str, dict], rehearse=(), keep=(),
     size: GPU mode's dict, with each key in ``rehearse`` at smoke mode's
     value and each key of ``settings["gpu-rehearsal"]`` (if any) at that
     value; ``keep`` names the keys that stay at GPU mode's value (its
-    recipe: lr, optimizer, ...).
+    recipe: lr, optimizer, ...). ``rehearse=True`` takes every other key
+    that differs from smoke mode (a notebook whose settings are all
+    sizes).
 
     Every key whose value differs between GPU and smoke mode must be
     named in exactly one of the three, and no size (``SIZE_KEYS``, at
@@ -126,7 +131,13 @@ def rehearsal_settings(settings: dict[str, dict], rehearse=(), keep=(),
     of training GPU mode's recipe on the CPU)."""
     gpu, smoke = settings["gpu"], settings["smoke"]
     given = dict(settings.get(REHEARSAL) or {})
-    rehearse, keep = list(rehearse), list(keep)
+    keep = [keep] if isinstance(keep, str) else list(keep)
+    if isinstance(rehearse, str):
+        rehearse = [rehearse]
+    elif rehearse is True:
+        rehearse = [k for k in gpu if k in smoke and k not in keep
+                    and k not in given and _differs(gpu[k], smoke[k])]
+    rehearse = list(rehearse)
     named = rehearse + keep + list(given)
     twice = sorted({k for k in named if named.count(k) > 1})
     if twice:
@@ -142,8 +153,7 @@ def rehearsal_settings(settings: dict[str, dict], rehearse=(), keep=(),
     if no_smoke:
         raise ValueError(text("settings.rehearsal_no_smoke", lang,
                               keys=", ".join(no_smoke)))
-    differ = [k for k in dict.fromkeys([*gpu, *smoke])
-              if _differs(gpu.get(k, _UNSET), smoke.get(k, _UNSET))]
+    differ = [k for k in gpu if _differs(gpu[k], smoke.get(k, _UNSET))]
     undeclared = [k for k in differ if k not in named]
     if undeclared:
         raise ValueError(text("settings.rehearsal_undeclared", lang,

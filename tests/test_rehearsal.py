@@ -103,6 +103,19 @@ def test_a_forgotten_or_wrong_key_is_refused(no_gpu, kwargs, message):
         st.choose(S, REHEARSAL, **kwargs)
 
 
+def test_rehearse_true_takes_every_other_difference(no_gpu):
+    """For a notebook whose settings are all sizes (but ``keep`` and the
+    ``gpu-rehearsal`` dict); one name may be a plain string."""
+    settings = {**S, REHEARSAL: dict(subset=100)}
+    _, _, chosen = st.choose(settings, REHEARSAL, rehearse=True,
+                             keep="optimizer")
+    assert chosen == dict(lr=0.1, batch_size=64, num_epochs=1, subset=100,
+                          optimizer="sgd")
+    gpu_only = {**S, "gpu": {**S["gpu"], "amp": "bf16"}}
+    with pytest.raises(ValueError, match="cannot tell whether amp "):
+        st.choose(gpu_only, REHEARSAL, rehearse=True)
+
+
 def test_a_size_nested_in_a_kept_dict_is_refused(no_gpu):
     nested = {"gpu": dict(train=dict(num_epochs=10, lr=0.1)),
               "cpu": dict(train=None),
