@@ -499,3 +499,15 @@ def test_a_synthetic_notebook_is_rehearsed(tmp_path, capsys):
     assert ("FAILED 02_undeclared.ipynb: CellExecutionError: ValueError: "
             "the GPU-mode rehearsal cannot tell whether num_epochs, subset, "
             "batch_size") in said.out
+
+
+def test_ci_and_make_run_the_rehearsal_for_both_editions():
+    root = rn.ROOT
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8")
+    assert "for edition in en zh; do" in ci
+    assert 'make run MODE=gpu-rehearsal EDITION="$edition"' in ci
+    make = (root / "Makefile").read_text(encoding="utf-8")
+    assert "run_notebooks.py --edition $(EDITION) $(if $(MODE),--mode " \
+        "$(MODE))" in make
+    assert REHEARSAL in rn.RUN_MODES and rn.run_dir(REHEARSAL, "zh") == (
+        root / "build" / "run" / REHEARSAL / "zh")
