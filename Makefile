@@ -8,6 +8,10 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 # `make run MODE=cpu|gpu|smoke` overrides the mode chosen from the device;
 # `make run EDITION=zh` runs the Chinese edition (notebooks/zh/).
+# `make run MODE=gpu-rehearsal` rehearses GPU mode on the CPU: every GPU
+# branch at smoke size (its logic, not its speed), a local folder for
+# Google Drive, and a second run of each notebook that saved checkpoints,
+# which must resume from them (build/run/gpu-rehearsal/EDITION/).
 MODE ?=
 EDITION ?= en
 

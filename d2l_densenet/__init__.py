@@ -15,13 +15,17 @@ The public API (re-exports only), one concern per module:
 * ``files``    -- find, verify and download a data set
 * ``train``    -- ``train_ch6``, the book's loop
 * ``checkpoints`` -- saved training state: atomic save, resume
+* ``checkpoint_folders`` -- ``checkpoint_folder``: where a notebook keeps
+  them (Google Drive on Colab, a local stand-in in the GPU-mode rehearsal)
 * ``distributed`` -- several processes: agreed decisions and errors,
   CPU SyncBatchNorm
 * ``progress`` -- Animator, tqdm or printed lines
 * ``amp``      -- the precision choice (bf16 measured on a CPU)
 * ``measure``  -- parameters, peak memory, step time
-* ``settings`` -- run modes (gpu / cpu / smoke) and the CLI's recipes
-* ``devices``  -- ``default_device`` and device descriptions
+* ``settings`` -- run modes (gpu / cpu / smoke, and the GPU-mode rehearsal
+  on the CPU) and the CLI's recipes
+* ``devices``  -- ``default_device``, device descriptions, and the device
+  calls of GPU paths (``empty_cache``, ``max_memory_reserved``, ...)
 * ``messages`` -- what the package says, in English and Chinese
 * ``cli``      -- ``python -m d2l_densenet`` and ``d2l-densenet``
 
@@ -46,6 +50,7 @@ _EXPORTS = {
              "get_fashion_mnist_labels", "DataNotFoundError",
              "CorruptDataError"),
     "train": ("train_ch6", "evaluate_accuracy", "accuracy"),
+    "checkpoint_folders": ("checkpoint_folder",),
     "measure": ("count_parameters", "parameter_table", "peak_memory",
                 "saved_tensor_bytes", "step_time", "tensor_bytes",
                 "MemoryReport", "Timer"),
@@ -63,7 +68,8 @@ _EXPORTS = {
 _WHERE = {name: module for module, names in _EXPORTS.items()
           for name in names}
 #: The package's modules, also reachable as attributes (``dd.family``).
-_SUBMODULES = ("amp", "blocks", "checkpoints", "checks", "cli", "data",
+_SUBMODULES = ("amp", "blocks", "checkpoint_folders", "checkpoints",
+               "checks", "cli", "data",
                "devices", "distributed", "family", "files", "house",
                "house_train", "measure", "memory_efficient", "messages",
                "mlp", "models", "plots", "progress", "settings", "stats",
@@ -76,7 +82,7 @@ __all__ = [
     "load_data_fashion_mnist", "fashion_mnist_datasets",
     "find_fashion_mnist", "balanced_indices", "TensorLoader",
     "get_fashion_mnist_labels", "DataNotFoundError", "CorruptDataError",
-    "train_ch6", "evaluate_accuracy", "accuracy",
+    "train_ch6", "evaluate_accuracy", "accuracy", "checkpoint_folder",
     "count_parameters", "parameter_table", "peak_memory",
     "saved_tensor_bytes", "step_time", "tensor_bytes", "MemoryReport",
     "Timer",
@@ -125,6 +131,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .blocks import DenseBlock, conv_block, transition_block
+    from .checkpoint_folders import checkpoint_folder
     from .data import (
         CorruptDataError,
         DataNotFoundError,

@@ -98,6 +98,75 @@ MESSAGES: dict[str, dict[str, str]] = {
               "{channels_last}, lr_schedule={lr_schedule}\n(amp: {reason})",
         "zh": "{device}上的训练选项：amp={amp}，channels_last="
               "{channels_last}，lr_schedule={lr_schedule}\n（amp：{reason}）"},
+    # --- the GPU-mode rehearsal (settings.choose) -----------------------
+    "settings.rehearsal": {
+        "en": "GPU mode REHEARSED on {where}: {shown}\n(a rehearsal, not a "
+              "GPU run: GPU mode's code runs on the CPU at smoke mode's "
+              "size ({sizes}); it checks the GPU paths' logic, not their "
+              "speed or memory figures)",
+        "zh": "在{where}上预演GPU模式：{shown}\n（这是预演，不是在GPU上运行："
+              "GPU模式的代码按smoke模式的规模（{sizes}）在CPU上运行，只检验"
+              "GPU分支的逻辑，速度和内存读数都不代表GPU）"},
+    "settings.rehearsal_undeclared": {
+        "en": "the GPU-mode rehearsal cannot tell whether {keys} (different "
+              "in GPU and smoke mode) are sizes or GPU mode's recipe: name "
+              "each in choose(..., rehearse=(...)) to take smoke mode's "
+              "value, or in keep=(...) to keep GPU mode's, or give its "
+              "value in a \"gpu-rehearsal\" dict",
+        "zh": "GPU模式预演无法判断{keys}（GPU模式与smoke模式中不同）是规模"
+              "还是GPU模式的训练方案：请把每一个写进choose(..., "
+              "rehearse=(...))（取smoke模式的值）或keep=(...)（保留GPU模式"
+              "的值），或者在\"gpu-rehearsal\"字典中给出它的值"},
+    "settings.rehearsal_size_kept": {
+        "en": "refused: the GPU-mode rehearsal would run {key}={value!r}, "
+              "GPU mode's size, on the CPU (smoke mode: {smoke!r}); take "
+              "it from smoke mode (rehearse=) or give a small value in the "
+              "\"gpu-rehearsal\" dict",
+        "zh": "拒绝运行：GPU模式预演会在CPU上使用GPU模式的规模{key}="
+              "{value!r}（smoke模式为{smoke!r}）；请让它取smoke模式的值"
+              "（rehearse=），或在\"gpu-rehearsal\"字典中给一个小的值"},
+    "settings.rehearsal_bad_keys": {
+        "en": "{where}: {keys} not in GPU mode's settings ({known})",
+        "zh": "{where}：{keys}不在GPU模式的设置中（已有：{known}）"},
+    "settings.rehearsal_twice": {
+        "en": "{keys} named more than once in rehearse=, keep= and the "
+              "\"gpu-rehearsal\" dict: each setting is either a size or "
+              "part of the recipe",
+        "zh": "{keys}在rehearse=、keep=和\"gpu-rehearsal\"字典中出现了不止"
+              "一次：每个设置要么是规模，要么属于训练方案"},
+    "settings.rehearsal_no_smoke": {
+        "en": "rehearse=: {keys} not in smoke mode's settings",
+        "zh": "rehearse=：smoke模式的设置中没有{keys}"},
+    # --- checkpoint folders (checkpoint_folders.py) ----------------------
+    "folders.drive": {
+        "en": "checkpoints in {folder} (Google Drive: a disconnect costs at "
+              "most the epoch in progress; run again to resume)",
+        "zh": "检查点保存在{folder}（Google云端硬盘：断开连接最多损失正在"
+              "训练的那个迭代周期；重新运行即可继续训练）"},
+    "folders.rehearsal": {
+        "en": "checkpoints in {folder} (the rehearsal's local stand-in for "
+              "Google Drive; a second run resumes from them)",
+        "zh": "检查点保存在{folder}（预演中代替Google云端硬盘的本地文件夹；"
+              "再运行一次会从这些检查点继续训练）"},
+    "folders.local": {
+        "en": "checkpoints in {folder} (run again to resume)",
+        "zh": "检查点保存在{folder}（重新运行即可继续训练）"},
+    "folders.temporary": {
+        "en": "checkpoints in {folder} (smoke mode: a temporary folder, "
+              "removed when Python exits)",
+        "zh": "检查点保存在临时文件夹{folder}（smoke模式，Python退出时"
+              "删除）"},
+    "folders.none": {"en": "no checkpoints in {mode} mode",
+                     "zh": "{mode}模式不保存检查点"},
+    "folders.bad_name": {
+        "en": "checkpoint folder name {name!r}: give a relative path "
+              "without '..', such as '04_avg_vs_max'",
+        "zh": "检查点文件夹名{name!r}无效：请给出不含'..'的相对路径，"
+              "例如'04_avg_vs_max'"},
+    "folders.bad_mode": {
+        "en": "mode must be one of {modes} (what choose() returned), got "
+              "{mode!r}",
+        "zh": "mode只能是{modes}之一（choose()返回的模式），而不是{mode!r}"},
     # --- models ---------------------------------------------------------
     "models.too_small": {
         "en": "Input images are {height}x{width}, but {model} needs at "

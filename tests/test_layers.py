@@ -34,6 +34,7 @@ ALLOWED = {
     "house_train": {"house"},
     "train": {"checkpoints", "distributed", "progress", "measure", "amp"},
     "checkpoints": {"distributed"},
+    "checkpoint_folders": set(),
     "distributed": set(),
     "progress": set(),
     "measure": set(),

@@ -1,10 +1,21 @@
 """Execute the notebook series headless into ``build/run/`` (``make run``).
 
-``python tools/run_notebooks.py [--mode gpu|cpu|smoke] [--edition en|zh]
-[--out DIR] [NOTEBOOK ...]`` runs each notebook top to bottom in a fresh
-kernel (working directory ``notebooks/``), writes the executed notebook
-and an HTML copy into ``--out`` (default ``build/run/MODE/EDITION/``), and
-prints where they are and how long each took.
+``python tools/run_notebooks.py [--mode gpu|cpu|smoke|gpu-rehearsal]
+[--edition en|zh] [--out DIR] [NOTEBOOK ...]`` runs each notebook top to
+bottom in a fresh kernel (working directory ``notebooks/``), writes the
+executed notebook and an HTML copy into ``--out`` (default
+``build/run/MODE/EDITION/``), and prints where they are and how long
+each took.
+
+``--mode gpu-rehearsal`` rehearses GPU mode on the CPU (``make run
+MODE=gpu-rehearsal``): each notebook's GPU branches run at smoke size
+(``settings.choose``), and each must print the rehearsal's banner. The
+folder standing in for Google Drive (``checkpoint_folders``) is
+``OUT/drive/NOTEBOOK/``, emptied first; a notebook that wrote checkpoints
+there runs a second time in a fresh kernel, which must resume from
+every one of those folders (its output says "resuming from ...") and
+write no checkpoint again; that run is kept in ``OUT/resumed/``. It
+checks the GPU paths' logic, not their speed.
 
 Each executed notebook keeps its outputs and says how it was made in its
 metadata (``RUN_KEY``: mode, device, seconds, date, a digest of the
@@ -25,14 +36,27 @@ import hashlib
 import json
 import os
 import platform
+import re
+import shutil
+import string
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from d2l_densenet import messages
+from d2l_densenet.checkpoint_folders import DRIVE_ENV
 from d2l_densenet.messages import LANG_ENV, LANGUAGES, language, text, using
-from d2l_densenet.settings import ENV, MODES, run_mode
+from d2l_densenet.settings import (
+    ENV,
+    MODES,  # noqa: F401 (build_site's)
+    REHEARSAL,
+    RUN_MODES,
+    run_mode,
+)
 
+#: Terminal colour codes (in a kernel's traceback).
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 #: Lines a notebook prints with this prefix are its headline results;
 #: ``make run`` repeats them at the end.
 HEADLINE = "==> "
@@ -77,6 +101,40 @@ MESSAGES = {
                  "zh": "{n}个记事本运行失败：{names}"},
     "done": {"en": "Done: executed notebooks and HTML are in {out}/",
              "zh": "完成：执行过的记事本及其HTML在{out}/中"},
+    "rehearsal": {
+        "en": "A REHEARSAL of GPU mode on the CPU, not a GPU run: each "
+              "notebook takes its GPU branches at smoke size, which checks "
+              "their logic, not their speed or memory figures. A notebook "
+              "that saves checkpoints runs twice: the second run must "
+              "resume from them.",
+        "zh": "这是在CPU上对GPU模式的预演，不是在GPU上运行：每个记事本都按"
+              "smoke模式的规模走GPU分支，只检验其逻辑，不检验速度和内存读数。"
+              "保存检查点的记事本运行两次，第二次必须从检查点继续训练。"},
+    "no_banner": {
+        "en": "{name} did not run as a rehearsal (its output lacks the "
+              "rehearsal's banner: does its parameters cell call choose() "
+              "without forcing a mode?)",
+        "zh": "{name}没有以预演方式运行（输出中没有预演的提示：它的设置单元格"
+              "是否调用了choose()，且没有强制指定模式？）"},
+    "second_run": {
+        "en": "  {name}: second run in a fresh kernel, resuming from "
+              "{folder}",
+        "zh": "  {name}：在新内核中第二次运行，从{folder}继续训练"},
+    "resumed": {
+        "en": "  {name}: resumed from {n} checkpoint folder(s) and wrote "
+              "no checkpoint again ({seconds:.0f} s) -> {target}",
+        "zh": "  {name}：从{n}个检查点文件夹继续训练，没有重新写入检查点"
+              "（{seconds:.0f}秒）-> {target}"},
+    "not_resumed": {
+        "en": "{name}: the second run did not resume from {folders} (no "
+              "\"resuming from\" line names them)",
+        "zh": "{name}：第二次运行没有从{folders}继续训练（没有一行“从……继续"
+              "训练”提到它们）"},
+    "rewrote": {
+        "en": "{name}: the second run wrote checkpoints again ({files}): it "
+              "trained instead of resuming",
+        "zh": "{name}：第二次运行重新写入了检查点（{files}）：它重新训练了，"
+              "没有继续训练"},
 }
 
 
@@ -213,12 +271,117 @@ def last_pass(nb, repeat: int):
 
 def run_one(path: Path, mode: str, out: Path, progress: bool = True):
     """Execute ``path`` in ``mode``, record how and save it in ``out``;
-    returns ``(target, seconds, nb)``."""
+    returns ``(target, seconds, nb)``. The rehearsal: :func:`rehearse`."""
+    if mode == REHEARSAL:
+        return rehearse(path, out, progress=progress)
     start = time.perf_counter()
     nb = execute(path.resolve(), mode, progress=progress)
     seconds = time.perf_counter() - start
     record(nb, path, mode, seconds)
     return save(nb, out / path.name), seconds, nb
+
+
+def printed(nb) -> str:
+    """Everything the notebook's cells printed (stream outputs)."""
+    return "".join(out.get("text", "") for cell in nb.cells
+                   for out in cell.get("outputs", [])
+                   if out.get("output_type") == "stream")
+
+
+def _pattern(template: str) -> str:
+    """A regular expression for a message template: ``{path}`` becomes
+    a group ``path``, other fields anything (on one line)."""
+    parts = []
+    for literal, field, _, _ in string.Formatter().parse(
+            template):
+        parts.append(re.escape(literal))
+        if field == "path":
+            parts.append(r"(?P<path>[^\n]+?)")
+        elif field is not None:
+            parts.append(r"[^\n]*?")
+    return "".join(parts)
+
+
+def _message_res(code: str, first_line: bool = False) -> list[re.Pattern]:
+    """The package's message ``code`` as printed, one pattern per
+    language."""
+    templates = messages.MESSAGES[code].values()
+    if first_line:
+        templates = [t.split("\n")[0] for t in templates]
+    return [re.compile(_pattern(t)) for t in templates]
+
+
+def resumed_from(nb, base: Path = Path()) -> set[Path]:
+    """The checkpoint folders a run said it resumed from
+    (``checkpoint.resuming`` lines, in either language); a relative path
+    is taken from ``base`` (the notebook's folder)."""
+    out = printed(nb)
+    return {(Path(base) / m.group("path")).resolve().parent
+            for pattern in _message_res("checkpoint.resuming")
+            for m in pattern.finditer(out)}
+
+
+def rehearsed(nb) -> bool:
+    """Whether the run printed the rehearsal's banner (``choose``)."""
+    out = printed(nb)
+    return any(pattern.search(out) for pattern in
+               _message_res("settings.rehearsal", first_line=True))
+
+
+def checkpoints_in(folder: Path) -> dict[Path, tuple[int, int]]:
+    """The checkpoint files under ``folder`` (``epoch-*.pt``, any depth)
+    with their size and modification time."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(Path(folder).rglob("epoch-*.pt"))}
+
+
+class RehearsalError(RuntimeError):
+    """A notebook's rehearsal ran but did not do what it must."""
+
+
+def rehearse(path: Path, out: Path, progress: bool = True):
+    """The GPU-mode rehearsal of one notebook: run it with a fresh
+    stand-in for Google Drive (``OUT/drive/NAME/``); it must print the
+    rehearsal's banner. Where it wrote checkpoints there, run it again in
+    a fresh kernel: the second run must resume from every checkpoint
+    folder and write none again (it is kept in ``OUT/resumed/``).
+    Returns ``(target, seconds, nb)`` of the first run (seconds: both)."""
+    drive = (out / "drive" / path.stem).resolve()
+    shutil.rmtree(drive, ignore_errors=True)
+    drive.mkdir(parents=True)
+    env = {DRIVE_ENV: str(drive)}
+    start = time.perf_counter()
+    nb = execute(path.resolve(), REHEARSAL, progress=progress, env=env)
+    seconds = time.perf_counter() - start
+    record(nb, path, REHEARSAL, seconds)
+    target = save(nb, out / path.name)
+    if not rehearsed(nb):
+        raise RehearsalError(_("no_banner", name=path.name))
+    before = checkpoints_in(drive)
+    if not before:
+        return target, seconds, nb
+    folders = {p.parent.resolve() for p in before}
+    print(_("second_run", name=path.name, folder=drive), flush=True)
+    start = time.perf_counter()
+    again = execute(path.resolve(), REHEARSAL, progress=progress, env=env)
+    more = time.perf_counter() - start
+    record(again, path, REHEARSAL, more)
+    resumed = save(again, out / "resumed" / path.name)
+    after = checkpoints_in(drive)
+    changed = sorted(str(p.relative_to(drive)) for p in
+                     set(before) | set(after)
+                     if before.get(p) != after.get(p))
+    if changed:
+        raise RehearsalError(_("rewrote", name=path.name,
+                               files=", ".join(changed)))
+    missing = sorted(str(f.relative_to(drive)) for f in
+                     folders - resumed_from(again, path.resolve().parent))
+    if missing:
+        raise RehearsalError(_("not_resumed", name=path.name,
+                               folders=", ".join(missing)))
+    print(_("resumed", name=path.name, n=len(folders), seconds=more,
+            target=resumed), flush=True)
+    return target, seconds + more, nb
 
 
 def ensure(edition: str, mode: str, out: Path | None = None) -> list[Path]:
@@ -268,11 +431,12 @@ def _cell_progress(name: str, total: int):
 
 
 def execute(path: Path, mode: str, timeout: int = 3600, repeat: int = 1,
-            progress: bool = False):
+            progress: bool = False, env: dict[str, str] | None = None):
     """Execute ``path`` in a fresh kernel with ``D2L_DENSENET_MODE=mode``
-    and return the executed notebook. ``repeat=2`` runs every cell twice
-    in a row in the same kernel (a notebook must survive being re-run).
-    ``progress=True`` prints a line as each code cell finishes."""
+    (and the variables of ``env``) and return the executed notebook.
+    ``repeat=2`` runs every cell twice in a row in the same kernel (a
+    notebook must survive being re-run). ``progress=True`` prints a line
+    as each code cell finishes."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -283,8 +447,9 @@ def execute(path: Path, mode: str, timeout: int = 3600, repeat: int = 1,
     if progress:
         hooks["on_cell_executed"] = _cell_progress(path.stem,
                                                    len(nb.cells))
-    old = os.environ.get(ENV)
-    os.environ[ENV] = mode
+    env = {**(env or {}), ENV: mode}
+    old = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     try:
         # Kernel logs below ERROR (e.g. "Kernel is running over TCP
         # without encryption") are noise on the terminal.
@@ -293,10 +458,11 @@ def execute(path: Path, mode: str, timeout: int = 3600, repeat: int = 1,
                        resources={"metadata": {"path": str(path.parent)}},
                        **hooks).execute()
     finally:
-        if old is None:
-            os.environ.pop(ENV, None)
-        else:
-            os.environ[ENV] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return nb
 
 
@@ -315,8 +481,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python tools/run_notebooks.py")
     p.add_argument("notebooks", nargs="*", type=Path,
                    help="default: the edition's NN_*.ipynb")
-    p.add_argument("--mode", choices=MODES,
-                   help=f"default: ${ENV}, else gpu if CUDA else cpu")
+    p.add_argument("--mode", choices=RUN_MODES,
+                   help=f"default: ${ENV}, else gpu if CUDA else cpu; "
+                        f"{REHEARSAL}: GPU mode's code on the CPU at smoke "
+                        f"size")
     p.add_argument("--edition", choices=sorted(EDITIONS), default="en",
                    help="en: notebooks/, zh: notebooks/zh/ (中文版)")
     p.add_argument("--out", type=Path,
@@ -350,6 +518,8 @@ def _main(args) -> int:
         args.out = run_dir(mode, args.edition)
     args.out.mkdir(parents=True, exist_ok=True)
     print(_("start", n=len(paths), mode=mode, out=args.out), flush=True)
+    if mode == REHEARSAL:
+        print(_("rehearsal"), flush=True)
     failed, summary = [], []
     for path in paths:
         print(_("one", name=path.name), flush=True)
@@ -358,8 +528,9 @@ def _main(args) -> int:
                 target, seconds, nb = run_one(path, mode, args.out)
         except Exception as e:   # keep going; report at the end
             failed.append(path.name)
+            last = (str(e).strip().splitlines() or [""])[-1]
             print(_("failed", name=path.name, kind=type(e).__name__,
-                    message=str(e).strip().splitlines()[-1:]), flush=True)
+                    message=ANSI.sub("", last)), flush=True)
             continue
         print(_("took", name=path.name, seconds=seconds, target=target),
               flush=True)
