@@ -14,6 +14,7 @@ The public API (re-exports only), one concern per module:
 * ``house_train`` -- house-price training, log-RMSE and the k-fold protocol
 * ``files``    -- find, verify and download a data set
 * ``train``    -- ``train_ch6``, the book's loop
+* ``fast``     -- fast paths: the same DenseNet, faster on a CPU
 * ``checkpoints`` -- saved training state: atomic save, resume
 * ``distributed`` -- several processes: agreed decisions and errors,
   CPU SyncBatchNorm
@@ -49,6 +50,7 @@ from .family import (
     load_weights,
     remap_legacy_keys,
 )
+from .fast import fast_paths
 from .house import (
     HouseDataCorruptError,
     HouseDataNotFoundError,
@@ -101,7 +103,7 @@ __all__ = [
     "load_data_fashion_mnist", "fashion_mnist_datasets",
     "find_fashion_mnist", "balanced_indices", "TensorLoader",
     "get_fashion_mnist_labels", "DataNotFoundError", "CorruptDataError",
-    "train_ch6", "evaluate_accuracy", "accuracy",
+    "train_ch6", "evaluate_accuracy", "accuracy", "fast_paths",
     "count_parameters", "parameter_table", "peak_memory",
     "saved_tensor_bytes", "step_time", "tensor_bytes", "MemoryReport",
     "Timer",

@@ -21,6 +21,7 @@ The command line (``python -m d2l_densenet``) lives in ``cli.py``.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -43,6 +44,7 @@ from .distributed import (
     sum_over_ranks,
     world,
 )
+from .fast import fast_paths
 from .measure import Timer
 from .progress import PROGRESS, Progress
 
@@ -225,13 +227,14 @@ def _finish(history: dict, seen: float, timer: Timer, where: str,
 
 def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
               lr: float, device, *, optimizer: str = "sgd",
-              amp: str | None = None, channels_last: bool = False,
+              amp: str | None = None, channels_last: bool | None = None,
               progress: str = "auto", seed: int | None = None,
               init: bool = True, sync_bn: bool = False,
               scheduler: Callable | None = None,
               checkpoint_dir: str | os.PathLike | None = None,
               resume: bool = False,
-              config: dict | None = None) -> dict[str, list[float]]:
+              config: dict | None = None,
+              fast: bool = True) -> dict[str, list[float]]:
     """Train ``net`` as the book's ``train_ch6`` does and return the
     per-epoch history (``epoch``, ``train_loss``, ``train_acc``,
     ``test_acc``, ``seconds``).
@@ -241,8 +244,18 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
     ``seed`` fixes initialisation and data order. ``init=False`` keeps
     the current weights (e.g. pretrained ones) instead of Xavier.
     ``scheduler``: a function from the optimizer to an LR scheduler,
-    stepped once per epoch. Each epoch calls ``set_epoch(epoch)`` on the
-    loader (or its sampler) where it has one.
+    stepped once per epoch, or after every batch if the function has
+    ``interval = "batch"`` (``settings.lr_scheduler(..., num_batches=)``).
+    Each epoch calls ``set_epoch(epoch)`` on the loader (or its sampler)
+    where it has one.
+
+    Speed (``benchmarks/bench_speed.py`` measures each): ``channels_last``
+    None (the default) means True on a CPU, where oneDNN's convolutions
+    run 1.3x faster in that layout, and False elsewhere (the book's
+    layout); 4-D inputs only. ``fast=True`` trains and evaluates inside
+    :func:`~d2l_densenet.fast.fast_paths`: the chapter's DenseNet then
+    computes the same function faster on a CPU (``fast.py``); other
+    models are unaffected.
 
     ``checkpoint_dir`` saves model, optimizer, scheduler, RNG states,
     epoch, history and the settings at the end of every epoch (the last
@@ -262,6 +275,8 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
                    device)
     where = _where(device)
     say("training on", where)
+    if channels_last is None:  # measured faster on CPUs, not elsewhere
+        channels_last = device.type == "cpu"
     net = _prepare(net, device, seed, init, sync_bn, channels_last)
     opt = OPTIMIZERS[optimizer](net.parameters(), lr=lr)
     sched = scheduler(opt) if scheduler is not None else None
@@ -283,6 +298,9 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
                     enabled=amp is not None)
     timer, seen, test_n = Timer(), 0.0, 0.0
     timer.times.clear()
+    per_batch = getattr(scheduler, "interval", "epoch") == "batch"
+    speed = contextlib.ExitStack()  # fast paths while training, testing
+    speed.enter_context(fast_paths(fast))
     try:
         for epoch in range(done, num_epochs):
             _set_epoch(train_iter, epoch)
@@ -293,7 +311,7 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
                 timer.start()
                 opt.zero_grad()
                 X, y = X.to(device), y.to(device)
-                if channels_last:
+                if channels_last and X.dim() == 4:
                     X = X.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(**autocast):
                     y_hat = model(X)
@@ -304,6 +322,8 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
                 scaler.scale(l).backward()
                 scaler.step(opt)
                 scaler.update()
+                if per_batch and sched is not None:
+                    sched.step()
                 for k, v in enumerate((value * X.shape[0],
                                        accuracy(y_hat, y), X.shape[0])):
                     metric[k] += v
@@ -312,7 +332,7 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
                           metric[1] / metric[2])
             total_l, correct, n = sum_over_ranks(metric, device)
             seen += n
-            if sched is not None:
+            if sched is not None and not per_batch:
                 sched.step()
             broadcast_buffers(net)  # every rank tests rank 0's statistics
             with torch.autocast(**autocast):
@@ -326,5 +346,6 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
                 store.save(epoch + 1, history)
             bar.epoch(epoch + 1, *(history[k][-1] for k in HISTORY[1:4]))
     finally:
+        speed.close()
         bar.close()
     return _finish(history, seen, timer, where, done, num_epochs, test_n)
