@@ -11,9 +11,10 @@ with the CPU held to the AVX2 class, as on most laptops):
 * training step, variant by variant (``--step-rounds``): the book's
   layout (NCHW, fp32), channels-last, the fast paths (``fast.py``),
   bf16 where oneDNN supports it, ``torch.compile`` with ``--compile``
-  (its compile time shown), measured alternately in one process; and
-  what the loop's per-step host reads (``float(loss)``, ``accuracy``)
-  cost;
+  (its compile time shown), measured alternately in one process; what
+  the loop's per-step host reads (``float(loss)``, ``accuracy``) cost;
+  and why a pre-allocated feature buffer does not pay (BatchNorm on a
+  slice of it against the ``torch.cat`` it would save);
 * matmul rate: a big ``torch.matmul`` in fp32 and bf16 (GFLOP/s), the
   yardstick for everything below;
 * FLOPs of one training image (forward + backward) from
@@ -520,6 +521,44 @@ def step_times(args, device: torch.device, variants: list[tuple],
                 host_reads_share=host / med[rows[-1]["variant"]])
 
 
+def buffer_check(args, device: torch.device, repeats: int = 5) -> dict:
+    """The pre-allocated feature buffer (each dense layer writing its
+    output into one tensor instead of concatenating), tested where it
+    would pay most: dense block 1's last layer (160 of 192 channels).
+    Milliseconds of BatchNorm forward + backward on a channels-last
+    slice of such a buffer, on a contiguous tensor (what ``torch.cat``
+    gives) and of the ``torch.cat`` itself, medians of ``repeats``."""
+    side = max(args.resize // 4, 1)
+    n, c_in, total = args.batch_size, 160, 192
+    g = torch.Generator().manual_seed(0)
+    fmt = torch.channels_last
+    bn = nn.BatchNorm2d(c_in).to(device)
+    buf = torch.randn(n, total, side, side, generator=g).to(device)
+    buf = buf.contiguous(memory_format=fmt)
+    parts = [buf[:, :128].contiguous(memory_format=fmt).requires_grad_(),
+             buf[:, 128:c_in].contiguous(memory_format=fmt).requires_grad_()]
+    view = buf[:, :c_in].requires_grad_()
+    whole = buf[:, :c_in].contiguous(memory_format=fmt).requires_grad_()
+    G = torch.randn(n, c_in, side, side, generator=g).to(device)
+    G = G.contiguous(memory_format=fmt)
+    cases = {"bn_on_buffer_slice": lambda: bn(view).backward(G),
+             "bn_on_contiguous": lambda: bn(whole).backward(G),
+             "cat": lambda: torch.cat(parts, 1).backward(G)}
+    out = {}
+    for name, f in cases.items():
+        f()
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            f()
+            _sync(device)
+            times.append(time.perf_counter() - start)
+        out[name] = sorted(times)[len(times) // 2] * 1e3
+    out["shape"] = [n, c_in, side, side]
+    return out
+
+
 def print_steps(res: dict, where: str) -> None:
     st = res["steps"]
     print(f"\nTraining step at batch {st['batch_size']}, "
@@ -534,6 +573,14 @@ def print_steps(res: dict, where: str) -> None:
     print(f"  the loop's host reads per step (float(loss), accuracy): "
           f"{st['host_reads_us']:.0f} us = {st['host_reads_share']:.2%} of "
           f"the last variant's step", flush=True)
+    b = res.get("buffer")
+    if b:
+        print(f"  a pre-allocated feature buffer instead of torch.cat "
+              f"(not kept): BatchNorm fwd+bwd on its channels-last slice "
+              f"{b['bn_on_buffer_slice']:.1f} ms vs "
+              f"{b['bn_on_contiguous']:.1f} ms on a contiguous tensor; "
+              f"the cat it saves: {b['cat']:.1f} ms (shape "
+              f"{tuple(b['shape'])})", flush=True)
 
 
 # --- loaders ---------------------------------------------------------------
@@ -776,6 +823,7 @@ def main(argv: list[str] | None = None) -> dict:
         res["steps"] = step_times(
             args, device, step_variants(bf16_native, args.compile),
             args.step_rounds, args.step_batches)
+        res["buffer"] = buffer_check(args, device)
         print_steps(res, _where(res))
 
     if not args.no_train:
