@@ -139,8 +139,12 @@ lint: $(STAMP)
 	$(PY) -m ruff check d2l_densenet tests benchmarks tools notebooks site .ci
 
 # The benchmark suite in one run: ratios side by side, and everything in
-# build/benchmarks.json. Pass options through, e.g.
-# make benchmark BENCH_ARGS='--only speed --speed "--epochs 2"'
+# build/benchmarks.json. The speed benchmark runs on this CPU and again
+# held to the AVX2 class of most laptops (speed_avx2: a subprocess with
+# ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
+# MKL_ENABLE_INSTRUCTIONS=AVX2), both classes side by side. Pass
+# options through, e.g.
+# make benchmark BENCH_ARGS='--only speed speed_avx2 --speed "--epochs 2"'
 BENCH_ARGS ?=
 benchmark: $(STAMP)
 	$(PY) benchmarks/run_all.py --out build/benchmarks.json $(BENCH_ARGS)

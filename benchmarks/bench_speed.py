@@ -3,8 +3,18 @@
     python benchmarks/bench_speed.py [--device cpu|cuda] [--epochs 1]
         [--batch-size N] [--resize N] [--subset N] [--json PATH]
 
-Rows, all measured in this run on this machine:
+Rows, all measured in this run on this machine, each labelled with the
+CPU and its class (``cpu_class``: the instruction set ATen uses and
+whether oneDNN has bf16; ``run_all.py`` runs this file a second time
+with the CPU held to the AVX2 class, as on most laptops):
 
+* training step, variant by variant (``--step-rounds``): the book's
+  layout (NCHW, fp32), channels-last, the fast paths (``fast.py``),
+  bf16 where oneDNN supports it, ``torch.compile`` with ``--compile``
+  (its compile time shown), measured alternately in one process; what
+  the loop's per-step host reads (``float(loss)``, ``accuracy``) cost;
+  and why a pre-allocated feature buffer does not pay (BatchNorm on a
+  slice of it against the ``torch.cat`` it would save);
 * matmul rate: a big ``torch.matmul`` in fp32 and bf16 (GFLOP/s), the
   yardstick for everything below;
 * FLOPs of one training image (forward + backward) from
@@ -12,8 +22,9 @@ Rows, all measured in this run on this machine:
 * training: the book's ``d2l.train_ch6`` with ``d2l.load_data_fashion_mnist``
   (4 worker processes, PIL resize) vs our ``train_ch6`` with the tensor
   loader and the recipe's options (``settings.train_options``: bf16
-  autocast where measured faster, channels-last), same model, batch
-  size, learning rate, image size, epochs and seed. Two rates for each:
+  autocast where measured faster, channels-last, the cosine schedule
+  stepped per batch, the fast paths), same model, batch size, learning
+  rate, image size, epochs and seed. Two rates for each:
   *step-only* (the book's own figure: its timer covers only the
   training step) and *wall-clock* (training examples / seconds of the
   whole call: data loading, steps, per-epoch test evaluation and
@@ -36,7 +47,9 @@ merges it into ``build/benchmarks.json``).
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import copy
 import inspect
 import io
 import json
@@ -54,11 +67,16 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # d2l's Animator, headless
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils import data as tud  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+from torch.utils.flop_counter import (  # noqa: E402
+    FlopCounterMode,
+    flop_registry,
+)
 
 from d2l_densenet import amp, data, devices, models, settings  # noqa: E402
 from d2l_densenet.amp import AMP_DTYPES  # noqa: E402
-from d2l_densenet.train import train_ch6  # noqa: E402
+from d2l_densenet.fast import fast_paths  # noqa: E402
+from d2l_densenet.train import accuracy, train_ch6  # noqa: E402
 
 GIGA = 1e9
 # Noise from running the book's code as it is: its 4 loader workers on a
@@ -85,6 +103,40 @@ def _load() -> float | None:
     with contextlib.suppress(OSError, AttributeError):
         return os.getloadavg()[0]
     return None
+
+
+#: What holds a faster CPU to the AVX2 class of most laptops: oneDNN's
+#: kernels (convolutions), ATen's own kernels, MKL's (matmul).
+AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+            "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def _cpu_flags() -> set[str]:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_class() -> dict:
+    """This process's CPU class: the instruction set ATen's kernels use,
+    whether oneDNN reports bf16, what the CPU itself has, and the
+    variables holding it to a lower class (``AVX2_ENV``)."""
+    cap = torch.backends.cpu.get_cpu_capability()
+    bf16, note = amp.cpu_bf16_support()
+    flags = _cpu_flags()
+    held = {k: os.environ[k] for k in AVX2_ENV if k in os.environ}
+    native = ("AVX-512 + AMX" if "amx_bf16" in flags else
+              "AVX-512" if "avx512f" in flags else
+              "AVX2" if "avx2" in flags else cap)
+    name = ("AVX-512 + AMX" if cap.startswith("AVX512") and bf16
+            and "amx_bf16" in flags else
+            "AVX-512" if cap.startswith("AVX512") else cap)
+    if held and name != native:
+        name = f"{name} (held on an {native} CPU)"
+    return dict(name=name, aten=cap, onednn_bf16=bf16, bf16_note=note,
+                native=native, held=held, cpu=_cpu_name())
 
 
 # --- yardsticks ------------------------------------------------------------
@@ -227,9 +279,13 @@ def run_ours(args, device: torch.device, options: dict) -> dict:
     if args.compile:
         net = torch.compile(net)
     kwargs = dict(amp=options["amp"], channels_last=options["channels_last"])
-    if "scheduler" in inspect.signature(train_ch6).parameters:
+    params = inspect.signature(train_ch6).parameters
+    if "scheduler" in params:
         kwargs["scheduler"] = settings.lr_scheduler(
-            options["lr_schedule"], args.epochs)
+            options["lr_schedule"], args.epochs,
+            num_batches=len(train_iter))
+    if "fast" in params:
+        kwargs["fast"] = options.get("fast", True)
     shown = ", ".join(f"{k}={v}" for k, v in options.items())
     print(f"ours: train_ch6 + tensor loader, {shown}"
           f"{', torch.compile' if args.compile else ''}, "
@@ -248,16 +304,38 @@ def run_ours(args, device: torch.device, options: dict) -> dict:
 
 # --- where the time goes ---------------------------------------------------
 
-_GROUPS = (("conv", ("conv",)), ("batch norm", ("batch_norm",)),
+_GROUPS = (("conv", ("conv",)), ("matmul", ("aten::mm", "aten::addmm")),
+           ("batch norm", ("batch_norm",)),
            ("relu", ("relu", "threshold", "clamp_min")),
            ("concat", ("cat",)), ("pool", ("pool",)),
            ("optimizer", ("sgd", "optimizer", "add_", "_foreach")))
 
 
+class OpFlops(TorchDispatchMode):
+    """FLOPs by aten op (``torch.utils.flop_counter``'s formulas) of
+    whatever runs inside, without ``FlopCounterMode``'s module hooks
+    (which would switch the fast paths off)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: collections.Counter = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        packet = func._overloadpacket
+        if packet in flop_registry:
+            self.counts[str(packet)] += flop_registry[packet](
+                *args, **kwargs, out_val=out)
+        return out
+
+
 def op_profile(args, device: torch.device, options: dict, steps: int = 3,
                top: int = 12) -> dict:
     """Self time by operator over ``steps`` training steps of our
-    recipe (after one warm-up), and the same grouped by kind."""
+    recipe (after one warm-up), and the same grouped by kind. With
+    ``options["fast"]`` the fast paths run: some convolutions are then
+    matrix products, counted with the convolutions ("conv work")."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(args.seed)
@@ -270,11 +348,13 @@ def op_profile(args, device: torch.device, options: dict, steps: int = 3,
         X = X.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=args.lr)
     amp = options["amp"]
+    fast = options.get("fast", False)
 
     def step():
         opt.zero_grad()
-        with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp),
-                            enabled=amp is not None):
+        with fast_paths(fast), torch.autocast(
+                device.type, dtype=AMP_DTYPES.get(amp),
+                enabled=amp is not None):
             loss = nn.functional.cross_entropy(net(X), y)
         loss.backward()
         opt.step()
@@ -305,15 +385,18 @@ def op_profile(args, device: torch.device, options: dict, steps: int = 3,
                      if any(p in key for p in pats)), "other")
         groups[name] += getattr(e, attr) / total
     # FLOPs of the convolutions in one step, forward and backward, and
-    # their self time: the rate each achieves.
-    with FlopCounterMode(display=False) as counter:
+    # their self time: the rate each achieves (the fast paths' matrix
+    # products, forward and backward together, as a third kind).
+    with OpFlops() as counter:
         step()
-    counts = {str(k): v for k, v in
-              counter.get_flop_counts().get("Global", {}).items()}
+    counts = dict(counter.counts)
     conv = {}
-    for kind, is_kind in (
-            ("forward", lambda k: "convolution" in k and "backward" not in k),
-            ("backward", lambda k: "convolution_backward" in k)):
+    kinds = [("forward", lambda k: "convolution" in k and "backward" not in k),
+             ("backward", lambda k: "convolution_backward" in k)]
+    if fast:
+        kinds.append(("matmul", lambda k: k in ("aten.mm", "aten.addmm",
+                                                "aten::mm", "aten::addmm")))
+    for kind, is_kind in kinds:
         ms = sum(getattr(e, attr) for e in events
                  if is_kind(e.key.lower())) / 1e3 / steps
         flops = sum(v for k, v in counts.items() if is_kind(k.lower()))
@@ -335,6 +418,169 @@ def remaining_bound(prof: dict, rate: float) -> dict:
     return dict(conv_ms=conv_ms, conv_ms_at_matmul_rate=ideal_ms,
                 other_ms=other_ms,
                 speedup=prof["ms_per_step"] / (other_ms + ideal_ms))
+
+
+# --- the training step, variant by variant --------------------------------
+
+#: (label, channels_last, fast paths, amp): the book's layout first, then
+#: one change at a time towards the recipe.
+STEP_VARIANTS = (
+    ("book layout: NCHW, fp32", False, False, None),
+    ("channels-last, fp32", True, False, None),
+    ("channels-last + fast paths, fp32", True, True, None),
+    ("channels-last, bf16", True, False, "bf16"),
+    ("channels-last + fast paths, bf16", True, True, "bf16"),
+)
+
+
+def step_variants(bf16: bool, compile_: bool = False) -> list[tuple]:
+    """The variants this CPU can run: bf16 ones only where oneDNN has
+    bf16 (emulated bf16 is many times slower and not a choice);
+    ``torch.compile`` of the fastest eager one with ``compile_``."""
+    rows = [v for v in STEP_VARIANTS if v[3] is None or bf16]
+    if compile_:
+        label, cl, fast, amp_ = rows[-1]
+        rows.append((f"{label}, torch.compile", cl, fast, amp_, True))
+    return [v if len(v) == 5 else (*v, False) for v in rows]
+
+
+def host_read_cost(batch_size: int, num_classes: int = 10,
+                   repeats: int = 200) -> float:
+    """Seconds per step of what the loop reads on the host every step:
+    ``float(loss)`` and ``accuracy(y_hat, y)``."""
+    g = torch.Generator().manual_seed(0)
+    y_hat = torch.randn(batch_size, num_classes, generator=g)
+    y = torch.randint(0, num_classes, (batch_size,), generator=g)
+    loss = nn.functional.cross_entropy(y_hat, y)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        float(loss.detach())
+        accuracy(y_hat, y)
+    return (time.perf_counter() - start) / repeats
+
+
+def step_times(args, device: torch.device, variants: list[tuple],
+               rounds: int, steps: int) -> dict:
+    """Milliseconds per training step (forward, loss, backward, SGD) of
+    each variant on the same model, batch and weights, measured
+    ``rounds`` times alternately (the order reversed every round) after
+    two warm-up steps each; the median round counts. A compiled
+    variant's compile time (its first step) is reported apart."""
+    g = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    base = models.densenet()
+    X0 = torch.rand(args.batch_size, 1, args.resize, args.resize,
+                    generator=g)
+    y = torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
+    runs, compile_s = {}, {}
+    for label, cl, fast, amp_, compiled in variants:
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        net = copy.deepcopy(base).to(device, memory_format=fmt)
+        model = torch.compile(net) if compiled else net
+        X = X0.to(device).contiguous(memory_format=fmt)
+        opt = torch.optim.SGD(net.parameters(), lr=args.lr)
+
+        def step(model=model, X=X, opt=opt, fast=fast, amp_=amp_):
+            opt.zero_grad()
+            with fast_paths(fast), torch.autocast(
+                    device.type, dtype=AMP_DTYPES.get(amp_),
+                    enabled=amp_ is not None):
+                loss = nn.functional.cross_entropy(model(X), y)
+            loss.backward()
+            opt.step()
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        if compiled:
+            compile_s[label] = time.perf_counter() - start
+        step()
+        runs[label] = step
+    times = {label: [] for label in runs}
+    for k in range(rounds):
+        order = list(runs) if k % 2 == 0 else list(runs)[::-1]
+        for label in order:
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                runs[label]()
+            _sync(device)
+            times[label].append((time.perf_counter() - start) / steps)
+        print(f"  step round {k + 1}/{rounds}: " + ", ".join(
+            f"{times[label][-1] * 1e3:.0f}" for label in runs)
+            + " ms", flush=True)
+    med = {label: sorted(t)[len(t) // 2] for label, t in times.items()}
+    first = next(iter(med))
+    rows = [dict(variant=label, ms_per_step=med[label] * 1e3,
+                 speedup_vs_book_layout=med[first] / med[label],
+                 rounds_ms=[t * 1e3 for t in times[label]])
+            for label in med]
+    host = host_read_cost(args.batch_size)
+    return dict(rows=rows, rounds=rounds, steps=steps,
+                batch_size=args.batch_size, resize=args.resize,
+                compile_seconds=compile_s, host_reads_us=host * 1e6,
+                host_reads_share=host / med[rows[-1]["variant"]])
+
+
+def buffer_check(args, device: torch.device, repeats: int = 5) -> dict:
+    """The pre-allocated feature buffer (each dense layer writing its
+    output into one tensor instead of concatenating), tested where it
+    would pay most: dense block 1's last layer (160 of 192 channels).
+    Milliseconds of BatchNorm forward + backward on a channels-last
+    slice of such a buffer, on a contiguous tensor (what ``torch.cat``
+    gives) and of the ``torch.cat`` itself, medians of ``repeats``."""
+    side = max(args.resize // 4, 1)
+    n, c_in, total = args.batch_size, 160, 192
+    g = torch.Generator().manual_seed(0)
+    fmt = torch.channels_last
+    bn = nn.BatchNorm2d(c_in).to(device)
+    buf = torch.randn(n, total, side, side, generator=g).to(device)
+    buf = buf.contiguous(memory_format=fmt)
+    parts = [buf[:, :128].contiguous(memory_format=fmt).requires_grad_(),
+             buf[:, 128:c_in].contiguous(memory_format=fmt).requires_grad_()]
+    view = buf[:, :c_in].requires_grad_()
+    whole = buf[:, :c_in].contiguous(memory_format=fmt).requires_grad_()
+    G = torch.randn(n, c_in, side, side, generator=g).to(device)
+    G = G.contiguous(memory_format=fmt)
+    cases = {"bn_on_buffer_slice": lambda: bn(view).backward(G),
+             "bn_on_contiguous": lambda: bn(whole).backward(G),
+             "cat": lambda: torch.cat(parts, 1).backward(G)}
+    out = {}
+    for name, f in cases.items():
+        f()
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            f()
+            _sync(device)
+            times.append(time.perf_counter() - start)
+        out[name] = sorted(times)[len(times) // 2] * 1e3
+    out["shape"] = [n, c_in, side, side]
+    return out
+
+
+def print_steps(res: dict, where: str) -> None:
+    st = res["steps"]
+    print(f"\nTraining step at batch {st['batch_size']}, "
+          f"{st['resize']}x{st['resize']}, {where} (median of "
+          f"{st['rounds']} alternating rounds of {st['steps']} steps):")
+    print(f"  {'variant':<46}{'ms/step':>9}{'vs book layout':>16}")
+    for row in st["rows"]:
+        print(f"  {row['variant']:<46}{row['ms_per_step']:>9.1f}"
+              f"{row['speedup_vs_book_layout']:>15.2f}x")
+    for label, sec in st["compile_seconds"].items():
+        print(f"  {label}: compiling took {sec:.1f} s (its first step)")
+    print(f"  the loop's host reads per step (float(loss), accuracy): "
+          f"{st['host_reads_us']:.0f} us = {st['host_reads_share']:.2%} of "
+          f"the last variant's step", flush=True)
+    b = res.get("buffer")
+    if b:
+        print(f"  a pre-allocated feature buffer instead of torch.cat "
+              f"(not kept): BatchNorm fwd+bwd on its channels-last slice "
+              f"{b['bn_on_buffer_slice']:.1f} ms vs "
+              f"{b['bn_on_contiguous']:.1f} ms on a contiguous tensor; "
+              f"the cat it saves: {b['cat']:.1f} ms (shape "
+              f"{tuple(b['shape'])})", flush=True)
 
 
 # --- loaders ---------------------------------------------------------------
@@ -440,13 +686,22 @@ def parser() -> argparse.ArgumentParser:
                    default=None, help="ours: override the recipe's layout")
     p.add_argument("--compile", action="store_true",
                    help="ours: torch.compile the model (compile time "
-                        "counts in wall-clock)")
+                        "counts in wall-clock); the step table adds a "
+                        "compiled variant")
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction,
+                   default=True,
+                   help="ours: train_ch6's fast paths (fast.py)")
     p.add_argument("--subset", type=int,
                    help="class-balanced training subset (both loops)")
     p.add_argument("--test-subset", type=int)
     p.add_argument("--rounds", type=int, default=1,
                    help="train both loops this many times, alternating "
                         "which goes first; the best round of each counts")
+    p.add_argument("--step-rounds", type=int, default=5,
+                   help="rounds of the step table, variants alternating "
+                        "(0 skips)")
+    p.add_argument("--step-batches", type=int, default=4,
+                   help="training steps per variant and round")
     p.add_argument("--loader-batches", type=int, default=40,
                    help="batches per loader at 96x96 (0 skips)")
     p.add_argument("--profile-steps", type=int, default=3,
@@ -465,6 +720,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _where(res: dict) -> str:
+    """Device, CPU class and CPU, threads: said on every table."""
+    if res["device"] != "cpu":
+        return f"{res['device']} ({res.get('gpu', '')})"
+    return (f"cpu, {res['cpu_class']['name']} class, {res['cpu']}, "
+            f"{res['threads']} threads")
+
+
 def _fmt_rate(x: float | None) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
@@ -472,8 +735,7 @@ def _fmt_rate(x: float | None) -> str:
 def print_table(res: dict) -> None:
     book, ours = res["training"]["book"], res["training"]["ours"]
     r = res["ratios"]
-    print(f"\nTraining, {res['settings']} on {res['device']} "
-          f"({res['threads']} threads, {res['cpu']}):")
+    print(f"\nTraining, {res['settings']} on {_where(res)}:")
     print(f"  {'':<28}{'book (d2l)':>12}{'ours':>12}{'ours/book':>11}")
     for label, key, ratio in (
             ("step-only examples/s", "step_examples_per_sec", r["step"]),
@@ -516,11 +778,17 @@ def main(argv: list[str] | None = None) -> dict:
                              batch_size=args.batch_size, lr=args.lr,
                              resize=args.resize, subset=args.subset,
                              test_subset=args.test_subset, seed=args.seed))
+    if args.step_rounds < 0 or args.step_batches < 1:
+        raise ValueError("--step-rounds must be >= 0 and --step-batches "
+                         ">= 1")
     if device.type == "cuda":
         res["gpu"] = torch.cuda.get_device_name(device)
-    print(f"Speed benchmark on {device} ({res.get('gpu', res['cpu'])}, "
-          f"{res['threads']} threads), torch {torch.__version__}, "
+    res["cpu_class"] = cls = cpu_class()
+    print(f"Speed benchmark on {_where(res)}, torch {torch.__version__}, "
           f"load average {load_before}", flush=True)
+    held = ", ".join(f"{k}={v}" for k, v in cls["held"].items())
+    print(f"  CPU class: ATen kernels {cls['aten']}, {cls['bf16_note']}"
+          + (f"; held by {held}" if held else ""), flush=True)
     if load_before and device.type == "cpu" and \
             load_before > (os.cpu_count() or 1):
         print(f"  note: load average {load_before:.1f} exceeds the "
@@ -528,6 +796,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"ratios measured side by side still compare", flush=True)
     options = settings.train_options(name, device, amp=args.amp,
                                      channels_last=args.channels_last)
+    options["fast"] = args.fast
     res["options"] = dict(options, compile=args.compile)
     if options["amp"] is None and device.type == "cpu":
         res["cpu_amp"] = str(amp.cpu_amp_choice())
@@ -549,14 +818,22 @@ def main(argv: list[str] | None = None) -> dict:
           + f"; one training image at {args.resize}x{args.resize}: "
             f"{res['flops_per_image'] / GIGA:.4f} GFLOP", flush=True)
 
+    if args.step_rounds:
+        bf16_native = device.type == "cuda" or cls["onednn_bf16"]
+        res["steps"] = step_times(
+            args, device, step_variants(bf16_native, args.compile),
+            args.step_rounds, args.step_batches)
+        res["buffer"] = buffer_check(args, device)
+        print_steps(res, _where(res))
+
     if not args.no_train:
         res.update(compare(args, device, options, res))
 
     if args.profile_steps:
         prof = op_profile(args, device, options, args.profile_steps)
         res["profile"] = prof
-        print(f"\nWhere our step's time goes ({prof['clock']}, "
-              f"{prof['ms_per_step']:.1f} ms/step, batch "
+        print(f"\nWhere our step's time goes ({_where(res)}, "
+              f"{prof['clock']}, {prof['ms_per_step']:.1f} ms/step, batch "
               f"{args.batch_size}): "
               + ", ".join(f"{k} {v:.0%}" for k, v in prof["groups"].items()
                           if v >= 0.005))
@@ -566,7 +843,9 @@ def main(argv: list[str] | None = None) -> dict:
         precision = _precision(options)
         rate = rates[precision]
         for kind, c in prof["conv"].items():
-            print(f"  conv {kind}: {c['gflop_per_step']:.2f} GFLOP in "
+            what = ("fast paths' matmuls" if kind == "matmul"
+                    else f"conv {kind}")
+            print(f"  {what}: {c['gflop_per_step']:.2f} GFLOP in "
                   f"{c['ms_per_step']:.1f} ms = {c['gflops']:,.0f} GFLOP/s "
                   f"({c['gflops'] / rate:.0%} of the {precision} matmul "
                   f"rate)")

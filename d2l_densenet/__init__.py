@@ -14,6 +14,7 @@ The public API (re-exports only), one concern per module:
 * ``house_train`` -- house-price training, log-RMSE and the k-fold protocol
 * ``files``    -- find, verify and download a data set
 * ``train``    -- ``train_ch6``, the book's loop
+* ``fast``     -- fast paths: the same DenseNet, faster on a CPU
 * ``checkpoints`` -- saved training state: atomic save, resume
 * ``checkpoint_folders`` -- ``checkpoint_folder``: where a notebook keeps
   them (Google Drive on Colab, a local stand-in in the GPU-mode rehearsal)
@@ -50,6 +51,7 @@ _EXPORTS = {
              "get_fashion_mnist_labels", "DataNotFoundError",
              "CorruptDataError"),
     "train": ("train_ch6", "evaluate_accuracy", "accuracy"),
+    "fast": ("fast_paths",),
     "checkpoint_folders": ("checkpoint_folder",),
     "measure": ("count_parameters", "parameter_table", "peak_memory",
                 "saved_tensor_bytes", "step_time", "tensor_bytes",
@@ -70,7 +72,7 @@ _WHERE = {name: module for module, names in _EXPORTS.items()
 #: The package's modules, also reachable as attributes (``dd.family``).
 _SUBMODULES = ("amp", "blocks", "checkpoint_folders", "checkpoints",
                "checks", "cli", "data",
-               "devices", "distributed", "family", "files", "house",
+               "devices", "distributed", "family", "fast", "files", "house",
                "house_train", "measure", "memory_efficient", "messages",
                "mlp", "models", "plots", "progress", "settings", "stats",
                "train")
@@ -83,7 +85,7 @@ __all__ = [
     "find_fashion_mnist", "balanced_indices", "TensorLoader",
     "get_fashion_mnist_labels", "DataNotFoundError", "CorruptDataError",
     "train_ch6", "evaluate_accuracy", "accuracy", "checkpoint_folder",
-    "count_parameters", "parameter_table", "peak_memory",
+    "fast_paths", "count_parameters", "parameter_table", "peak_memory",
     "saved_tensor_bytes", "step_time", "tensor_bytes", "MemoryReport",
     "Timer",
     "DenseLayerBC", "DenseBlockBC", "TransitionBC", "DenseNetBC",
@@ -142,6 +144,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         get_fashion_mnist_labels,
         load_data_fashion_mnist,
     )
+    from .fast import fast_paths
     from .family import (
         DENSENET_BC_CONFIGS,
         WEIGHT_URLS,

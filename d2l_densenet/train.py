@@ -56,6 +56,7 @@ from .distributed import (
     say,
     world,
 )
+from .fast import fast_paths
 from .measure import Timer
 from .messages import text
 from .progress import PROGRESS, Progress
@@ -292,9 +293,9 @@ def _settings(net, optimizer, lr, amp, sched, train_iter, config) -> dict:
 
 
 def _replay_schedule(scheduler: Callable, opt, done: int):
-    """This run's schedule, stepped ``done`` times from the start: the
-    learning rate of epoch ``done + 1`` of an uninterrupted run with
-    this run's schedule."""
+    """This run's schedule, stepped ``done`` times from the start (epochs,
+    or batches for a per-batch schedule): the learning rate where an
+    uninterrupted run with this run's schedule would be."""
     for group in opt.param_groups:
         group["lr"] = group.get("initial_lr", group["lr"])
     with warnings.catch_warnings():  # stepped before optimizer.step()
@@ -306,7 +307,7 @@ def _replay_schedule(scheduler: Callable, opt, done: int):
 
 
 def _resume_schedule(store: Checkpoints, scheduler, opt, sched,
-                     done: int, num_epochs: int):
+                     done: int, num_epochs: int, num_batches: int):
     """After a resume: the checkpoint's scheduler where its shape is this
     run's; else (``--epochs`` changed a cosine's horizon, or an older
     checkpoint that did not record it) this run's schedule replayed to
@@ -316,7 +317,9 @@ def _resume_schedule(store: Checkpoints, scheduler, opt, sched,
     saved, mine = store.found.get("schedule"), store.settings["schedule"]
     if saved == mine:
         return sched
-    sched = _replay_schedule(scheduler, opt, done)
+    per_batch = getattr(scheduler, "interval", "epoch") == "batch"
+    steps = done * num_batches if per_batch else done
+    sched = _replay_schedule(scheduler, opt, steps)
     store.parts["scheduler"] = sched
     changes = ("the checkpoint does not record it" if saved is None else
                ", ".join(f"{k} {saved.get(k)!r} -> {mine.get(k)!r}"
@@ -347,13 +350,14 @@ def _finish(history: dict, seen: float, timer: Timer, where: str,
 
 def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
               lr: float, device, *, optimizer: str = "sgd",
-              amp: str | None = None, channels_last: bool = False,
+              amp: str | None = None, channels_last: bool | None = None,
               progress: str = "auto", seed: int | None = None,
               init: bool | None = None, sync_bn: bool = False,
               scheduler: Callable | None = None,
               checkpoint_dir: str | os.PathLike | None = None,
               resume: bool = False,
-              config: dict | None = None) -> dict[str, list[float]]:
+              config: dict | None = None,
+              fast: bool = True) -> dict[str, list[float]]:
     """Train ``net`` as the book's ``train_ch6`` does and return the
     per-epoch history (``epoch``, ``train_loss``, ``train_acc``,
     ``test_acc``, ``seconds``).
@@ -369,8 +373,18 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
     silently re-initialised. Pass ``init=False`` for loaded weights in a
     model without normalization layers.
     ``scheduler``: a function from the optimizer to an LR scheduler,
-    stepped once per epoch. Each epoch calls ``set_epoch(epoch)`` on the
-    loader (or its sampler) where it has one.
+    stepped once per epoch, or after every batch if the function has
+    ``interval = "batch"`` (``settings.lr_scheduler(..., num_batches=)``).
+    Each epoch calls ``set_epoch(epoch)`` on the loader (or its sampler)
+    where it has one.
+
+    Speed (``benchmarks/bench_speed.py`` measures each): ``channels_last``
+    None (the default) means True on a CPU, where oneDNN's convolutions
+    run 1.3x faster in that layout, and False elsewhere (the book's
+    layout); 4-D inputs only. ``fast=True`` trains and evaluates inside
+    :func:`~d2l_densenet.fast.fast_paths`: the chapter's DenseNet then
+    computes the same function faster on a CPU (``fast.py``); other
+    models are unaffected.
 
     ``checkpoint_dir`` saves model, optimizer, scheduler, RNG states,
     epoch, history and the settings at the end of every epoch (the last
@@ -397,6 +411,8 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
     where = _where(device)
     say("training on", where)
     given = net
+    if channels_last is None:  # measured faster on CPUs, not elsewhere
+        channels_last = device.type == "cpu"
     net = _prepare(net, device, seed, init, sync_bn, channels_last)
     opt = OPTIMIZERS[optimizer](net.parameters(), lr=lr)
     sched = scheduler(opt) if scheduler is not None else None
@@ -411,7 +427,7 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
             device)
         done = store.resume(resume, history, num_epochs)
         sched = _resume_schedule(store, scheduler, opt, sched, done,
-                                 num_epochs)
+                                 num_epochs, len(train_iter))
     model = _ddp(net, device)
     num_batches = len(train_iter)
     bar = Progress(progress if is_main() else "none", num_epochs,
@@ -420,7 +436,8 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
                     enabled=amp is not None)
     timer, seen, test_n = Timer(), 0.0, 0.0
     timer.times.clear()
-    with failures_named(), contextlib.closing(bar):
+    per_batch = getattr(scheduler, "interval", "epoch") == "batch"
+    with failures_named(), contextlib.closing(bar), fast_paths(fast):
         for epoch in range(done, num_epochs):
             start = time.perf_counter()
             metric = [0.0, 0.0, 0.0]  # loss sum, correct, examples
@@ -432,7 +449,7 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
                 try:
                     opt.zero_grad()
                     X, y = X.to(device), y.to(device)
-                    if channels_last:
+                    if channels_last and X.dim() == 4:
                         X = X.contiguous(memory_format=torch.channels_last)
                     with torch.autocast(**autocast):
                         y_hat = model(X)
@@ -449,6 +466,8 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
                 scaler.step(opt)
                 scaler.update()
                 _TRAINED.add(given)
+                if per_batch and sched is not None:
+                    sched.step()
                 for k, v in enumerate((value * X.shape[0],
                                        accuracy(y_hat, y), X.shape[0])):
                     metric[k] += v
@@ -458,7 +477,7 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
             rows = exchange(metric, device)
             total_l, correct, n = (sum(r[k] for r in rows) for k in range(3))
             seen += n
-            if sched is not None:
+            if sched is not None and not per_batch:
                 sched.step()
             broadcast_buffers(net)  # every rank tests rank 0's statistics
             with torch.autocast(**autocast):

@@ -103,3 +103,101 @@ def test_profile_counts_every_convolution_flop():
     total = sum(c["gflop_per_step"] for c in conv.values()) * 1e9
     expected = bench.flops_per_image(32) * args.batch_size
     assert 0.99 * expected < total <= expected
+
+
+def test_held_class_runs_in_a_subprocess_with_its_environment(
+        tmp_path, monkeypatch):
+    """"speed_avx2" runs its module in a subprocess with the AVX2
+    variables set, with "speed"'s arguments unless given its own, and
+    its JSON is read back."""
+    run_all = _load("run_all")
+    (tmp_path / "bench_env.py").write_text(
+        "import json, os, sys\n"
+        "args = sys.argv[1:]\n"
+        "out = args[args.index('--json') + 1]\n"
+        "names = ('ONEDNN_MAX_CPU_ISA', 'ATEN_CPU_CAPABILITY',\n"
+        "         'MKL_ENABLE_INSTRUCTIONS')\n"
+        "json.dump({'argv': args[:-2],\n"
+        "           'env': {n: os.environ.get(n) for n in names}},\n"
+        "          open(out, 'w'))\n")
+    (tmp_path / "bench_a.py").write_text(
+        "import os\n"
+        "def main(argv):\n"
+        "    return {'argv': argv,\n"
+        "            'isa': os.environ.get('ONEDNN_MAX_CPU_ISA')}\n")
+    monkeypatch.setattr(run_all, "HERE", tmp_path)
+    monkeypatch.setattr(run_all, "SUITE", (
+        ("speed", "bench_a", "this CPU"),
+        ("speed_avx2", "bench_env", "held")))
+    monkeypatch.setattr(run_all, "held_class_skip", lambda name: None)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    out = tmp_path / "r.json"
+    try:
+        res = run_all.main(["--out", str(out), "--speed", "--epochs 2"])
+        assert res["speed"]["argv"] == ["--epochs", "2"]
+        assert res["speed"]["isa"] is None          # in this process
+        held = res["speed_avx2"]
+        assert held["argv"] == ["--epochs", "2"]
+        assert held["env"] == run_all.AVX2_ENV == {
+            "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+            "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+        res = run_all.main(["--out", str(out), "--speed", "--epochs 2",
+                            "--speed-avx2", "--epochs 3"])
+        assert res["speed_avx2"]["argv"] == ["--epochs", "3"]
+    finally:
+        sys.modules.pop("bench_a", None)
+
+
+def test_held_class_skipped_where_the_cpu_is_of_that_class(monkeypatch):
+    run_all = _load("run_all")
+    for flags, why in (({"avx2", "fma"}, "AVX2 class already"),
+                       ({"neon"}, "no AVX2"),
+                       ({"avx2", "avx512f"}, None)):
+        monkeypatch.setattr(run_all, "_cpu_flags", lambda flags=flags: flags)
+        got = run_all.held_class_skip("speed_avx2")
+        assert (got is None) if why is None else why in got
+    assert run_all.held_class_skip("speed") is None
+
+
+@pytest.mark.slow
+def test_reduced_speed_benchmark_on_both_classes(tmp_path, capsys):
+    """The real speed benchmark, shrunk to seconds: both CPU classes
+    measured, the AVX2 class held (ATen at AVX2, oneDNN without bf16,
+    so fp32), every table naming class and CPU, the book's loop and
+    ours side by side in the summary. No timing is judged."""
+    run_all = _load("run_all")
+    if run_all.held_class_skip("speed_avx2"):
+        pytest.skip(run_all.held_class_skip("speed_avx2"))
+    out = tmp_path / "benchmarks.json"
+    args = ("--subset 640 --test-subset 100 --batch-size 64 "
+            "--loader-batches 0 --profile-steps 1 --step-rounds 1 "
+            "--step-batches 1 --threads 1 --progress none")
+    try:
+        res = run_all.main(["--out", str(out), "--only", "speed",
+                            "speed_avx2", "--speed", args])
+    finally:
+        sys.modules.pop("bench_speed", None)
+    saved = json.loads(out.read_text())
+    native, held = saved["speed"], saved["speed_avx2"]
+    assert held["cpu_class"]["aten"] == "AVX2"
+    assert held["cpu_class"]["onednn_bf16"] is False
+    assert held["options"]["amp"] is None
+    assert held["cpu_class"]["held"] == run_all.AVX2_ENV
+    assert native["cpu_class"]["held"] == {}
+    assert native["cpu_class"]["aten"] != "AVX2"
+    for r in (native, held):
+        assert r["training"]["book"]["examples"] == 640
+        assert r["ratios"]["wall"] > 0
+        labels = [row["variant"] for row in r["steps"]["rows"]]
+        assert labels[:3] == ["book layout: NCHW, fp32",
+                              "channels-last, fp32",
+                              "channels-last + fast paths, fp32"]
+    assert not any("bf16" in row["variant"]
+                   for row in held["steps"]["rows"])
+    text = capsys.readouterr().out
+    summary = text[text.index("Summary"):]
+    assert f"speed: {native['cpu_class']['name']} class" in summary
+    assert f"speed_avx2: {held['cpu_class']['name']} class" in summary
+    assert summary.count("ours/book wall-clock") == 2
+    assert res["speed_avx2"]["env"] == run_all.AVX2_ENV

@@ -254,3 +254,24 @@ def test_cosine_schedule_steps_per_epoch():
         sched.step()
     assert lrs == pytest.approx([0.1, 0.075, 0.025])
     assert settings.lr_scheduler("constant", 3) is None
+
+
+def test_cosine_schedule_steps_per_batch():
+    """Given the batches per epoch, cosine decays over every step, from
+    lr to 0 after the last one, and says it is stepped per batch."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    factory = settings.lr_scheduler("cosine", 2, num_batches=2)
+    assert factory.interval == "batch"
+    assert not hasattr(settings.lr_scheduler("cosine", 2), "interval")
+    sched = factory(opt)
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.1, 0.1 * (1 + 2 ** -0.5) / 2, 0.05,
+                                 0.1 * (1 - 2 ** -0.5) / 2])
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="num_batches must be"):
+            settings.lr_scheduler("cosine", 2, num_batches=bad)

@@ -331,3 +331,22 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_checkpoint(tmp_path):
         f"kept). Lower the learning rate (lr=0.05; try 0.005)")
     assert checkpoint_files(tmp_path) == [last]
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+@pytest.mark.parametrize("interval", ["batch", "epoch"])
+def test_a_per_batch_scheduler_steps_after_every_batch(interval):
+    """A scheduler function with interval="batch" is stepped after each
+    of the 4 batches of 2 epochs; one without it once per epoch."""
+    made = []
+
+    def factory(opt):
+        made.append(torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5))
+        return made[-1]
+    if interval == "batch":
+        factory.interval = "batch"
+    train_iter, test_iter = _tiny_iters()
+    train_ch6(_small_net(), train_iter, test_iter, 2, 0.08, "cpu", seed=0,
+              progress="none", scheduler=factory)
+    steps = 8 if interval == "batch" else 2
+    assert made[0].last_epoch == steps
+    assert made[0].get_last_lr() == [0.08 * 0.5 ** steps]
