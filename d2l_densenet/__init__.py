@@ -20,6 +20,8 @@ The public API (re-exports only), one concern per module:
 * ``progress`` -- Animator, tqdm or printed lines
 * ``amp``      -- the precision choice (bf16 measured on a CPU)
 * ``measure``  -- parameters, peak memory, step time
+* ``reuse``    -- feature reuse in a trained dense block (the paper's
+  Figure 5)
 * ``settings`` -- run modes (gpu / cpu / smoke) and the CLI's recipes
 * ``cli``      -- ``python -m d2l_densenet`` and ``d2l-densenet``
 """
@@ -79,6 +81,7 @@ from .mlp import (
     transition_linear_block,
 )
 from .models import DenseNet, Residual, ResNet, densenet, resnet18
+from .reuse import feature_reuse, source_channels
 from .train import accuracy, evaluate_accuracy, train_ch6
 
 
@@ -104,7 +107,7 @@ __all__ = [
     "train_ch6", "evaluate_accuracy", "accuracy",
     "count_parameters", "parameter_table", "peak_memory",
     "saved_tensor_bytes", "step_time", "tensor_bytes", "MemoryReport",
-    "Timer",
+    "Timer", "feature_reuse", "source_channels",
     "DenseLayerBC", "DenseBlockBC", "TransitionBC", "DenseNetBC",
     "DENSENET_BC_CONFIGS", "WEIGHT_URLS", "load_weights",
     "remap_legacy_keys", "densenet121", "densenet161", "densenet169",
