@@ -28,6 +28,8 @@ The public API (re-exports only), one concern per module:
 * ``devices``  -- ``default_device``, device descriptions, and the device
   calls of GPU paths (``empty_cache``, ``max_memory_reserved``, ...)
 * ``messages`` -- what the package says, in English and Chinese
+* ``reuse``    -- feature reuse in a trained dense block (the paper's
+  Figure 5)
 * ``cli``      -- ``python -m d2l_densenet`` and ``d2l-densenet``
 
 Names are imported on first use (PEP 562): ``import d2l_densenet`` loads
@@ -66,6 +68,7 @@ _EXPORTS = {
               "HousePreprocessor", "preprocess_book", "submission_frame",
               "HouseDataNotFoundError", "HouseDataCorruptError"),
     "house_train": ("k_fold", "log_rmse"),
+    "reuse": ("feature_reuse", "source_channels"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items()
           for name in names}
@@ -74,8 +77,8 @@ _SUBMODULES = ("amp", "blocks", "checkpoint_folders", "checkpoints",
                "checks", "cli", "data",
                "devices", "distributed", "family", "fast", "files", "house",
                "house_train", "measure", "memory_efficient", "messages",
-               "mlp", "models", "plots", "progress", "settings", "stats",
-               "train")
+               "mlp", "models", "plots", "progress", "reuse", "settings",
+               "stats", "train")
 
 __all__ = [
     "conv_block", "DenseBlock", "transition_block",
@@ -87,7 +90,7 @@ __all__ = [
     "train_ch6", "evaluate_accuracy", "accuracy", "checkpoint_folder",
     "fast_paths", "count_parameters", "parameter_table", "peak_memory",
     "saved_tensor_bytes", "step_time", "tensor_bytes", "MemoryReport",
-    "Timer",
+    "Timer", "feature_reuse", "source_channels",
     "DenseLayerBC", "DenseBlockBC", "TransitionBC", "DenseNetBC",
     "DENSENET_BC_CONFIGS", "WEIGHT_URLS", "load_weights",
     "remap_legacy_keys", "densenet121", "densenet161", "densenet169",
@@ -145,6 +148,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         load_data_fashion_mnist,
     )
     from .fast import fast_paths
+    from .reuse import feature_reuse, source_channels
     from .family import (
         DENSENET_BC_CONFIGS,
         WEIGHT_URLS,
