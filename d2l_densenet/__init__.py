@@ -19,7 +19,7 @@ The public API (re-exports only), one concern per module:
   CPU SyncBatchNorm
 * ``progress`` -- Animator, tqdm or printed lines
 * ``amp``      -- the precision choice (bf16 measured on a CPU)
-* ``measure``  -- parameters, peak memory, step time
+* ``measure``  -- parameters, peak memory, step time, time ratios
 * ``settings`` -- run modes (gpu / cpu / smoke) and the CLI's recipes
 * ``cli``      -- ``python -m d2l_densenet`` and ``d2l-densenet``
 """
@@ -63,12 +63,14 @@ from .house_train import k_fold, log_rmse
 from .measure import (
     MemoryReport,
     Timer,
+    TimeRatio,
     count_parameters,
     parameter_table,
     peak_memory,
     saved_tensor_bytes,
     step_time,
     tensor_bytes,
+    time_ratio,
 )
 from .memory_efficient import MEMORY_EFFICIENT_LEVELS
 from .mlp import (
@@ -104,7 +106,7 @@ __all__ = [
     "train_ch6", "evaluate_accuracy", "accuracy",
     "count_parameters", "parameter_table", "peak_memory",
     "saved_tensor_bytes", "step_time", "tensor_bytes", "MemoryReport",
-    "Timer",
+    "Timer", "time_ratio", "TimeRatio",
     "DenseLayerBC", "DenseBlockBC", "TransitionBC", "DenseNetBC",
     "DENSENET_BC_CONFIGS", "WEIGHT_URLS", "load_weights",
     "remap_legacy_keys", "densenet121", "densenet161", "densenet169",
