@@ -22,7 +22,7 @@ The public API (re-exports only), one concern per module:
   CPU SyncBatchNorm
 * ``progress`` -- Animator, tqdm or printed lines
 * ``amp``      -- the precision choice (bf16 measured on a CPU)
-* ``measure``  -- parameters, peak memory, step time
+* ``measure``  -- parameters, peak memory, step time, time ratios
 * ``settings`` -- run modes (gpu / cpu / smoke, and the GPU-mode rehearsal
   on the CPU) and the CLI's recipes
 * ``devices``  -- ``default_device``, device descriptions, and the device
@@ -57,7 +57,7 @@ _EXPORTS = {
     "checkpoint_folders": ("checkpoint_folder",),
     "measure": ("count_parameters", "parameter_table", "peak_memory",
                 "saved_tensor_bytes", "step_time", "tensor_bytes",
-                "MemoryReport", "Timer"),
+                "MemoryReport", "Timer", "time_ratio", "TimeRatio"),
     "family": ("DenseLayerBC", "DenseBlockBC", "TransitionBC", "DenseNetBC",
                "DENSENET_BC_CONFIGS", "WEIGHT_URLS", "load_weights",
                "remap_legacy_keys", "densenet121", "densenet161",
@@ -90,7 +90,7 @@ __all__ = [
     "train_ch6", "evaluate_accuracy", "accuracy", "checkpoint_folder",
     "fast_paths", "count_parameters", "parameter_table", "peak_memory",
     "saved_tensor_bytes", "step_time", "tensor_bytes", "MemoryReport",
-    "Timer", "feature_reuse", "source_channels",
+    "Timer", "time_ratio", "TimeRatio", "feature_reuse", "source_channels",
     "DenseLayerBC", "DenseBlockBC", "TransitionBC", "DenseNetBC",
     "DENSENET_BC_CONFIGS", "WEIGHT_URLS", "load_weights",
     "remap_legacy_keys", "densenet121", "densenet161", "densenet169",
@@ -178,12 +178,14 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .measure import (
         MemoryReport,
         Timer,
+        TimeRatio,
         count_parameters,
         parameter_table,
         peak_memory,
         saved_tensor_bytes,
         step_time,
         tensor_bytes,
+        time_ratio,
     )
     from .memory_efficient import MEMORY_EFFICIENT_LEVELS
     from .mlp import (

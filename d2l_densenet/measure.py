@@ -42,6 +42,12 @@ start of its step:
   reading;
 * time: ``time.perf_counter`` between synchronizations of the device.
 
+One timing policy for the series: a single CPU timing is noise (about
+20% from run to run on a shared machine), so a time *ratio* is only
+stated from alternating, repeated measurements: :func:`time_ratio` runs
+the two callables in alternating order for ``pairs >= MIN_TIME_PAIRS``
+pairs and reports the median and the range of the per-pair ratios.
+
 ``saved_tensor_bytes`` is a *model* of activation memory (what autograd
 saves for backward); it cannot see what ``torch.utils.checkpoint``
 recomputes or keeps internally, so use it beside the measured peak, not
@@ -63,11 +69,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .messages import Message, text
+from .messages import Message, language, text
 
 __all__ = ["count_parameters", "parameter_table", "tensor_bytes",
            "saved_tensor_bytes", "MemoryReport", "peak_memory",
-           "step_time", "Timer", "MiB"]
+           "step_time", "Timer", "MiB", "MIN_TIME_PAIRS", "TimeRatio",
+           "time_ratio"]
 
 MiB = 2 ** 20
 
@@ -413,17 +420,21 @@ def _measure(net, X, y, loss_fn, optimizer, counters, warmup):
 def peak_memory(net: nn.Module, X: torch.Tensor,
                 y: torch.Tensor | None = None,
                 loss_fn: Callable | None = None,
-                optimizer: torch.optim.Optimizer | None = None
-                ) -> MemoryReport:
+                optimizer: torch.optim.Optimizer | None = None,
+                rss: bool = True) -> MemoryReport:
     """Measure the memory of one training step of ``net`` on ``X``'s device
     (the module docstring gives the procedure).
 
     The step starts with the gradients cleared, so ``extra`` includes
     allocating them. With ``y=None`` the loss is ``net(X).sum()``.
-    ``net`` and ``optimizer`` are left as they were.
+    ``net`` and ``optimizer`` are left as they were. ``rss=False`` skips
+    the CPU's second, OS-level reading (one step fewer; ``rss_extra`` is
+    then None).
     """
     device = _device_of(X)
     counters = _memory_counters(device)
+    if not rss:
+        counters = [c for c in counters if not isinstance(c, _RssPeak)]
     baseline, readings = _measure(net, X, y, loss_fn, optimizer, counters,
                                   warmup=1)
     return MemoryReport(str(device), counters[0].method, baseline,
@@ -469,3 +480,76 @@ class Timer:
 
     def avg(self) -> float:
         return self.sum() / len(self.times) if self.times else 0.0
+
+
+#: The fewest alternating pairs a time ratio is stated from.
+MIN_TIME_PAIRS = 5
+
+
+@dataclass
+class TimeRatio:
+    """Seconds of ``g`` relative to ``f`` from alternating pairs:
+    ``ratios[i] = g_seconds[i] / f_seconds[i]``; ``median``, ``low`` and
+    ``high`` summarise them."""
+
+    f_seconds: list[float]
+    g_seconds: list[float]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [g / f for f, g in zip(self.f_seconds, self.g_seconds,
+                                      strict=True)]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def low(self) -> float:
+        return min(self.ratios)
+
+    @property
+    def high(self) -> float:
+        return max(self.ratios)
+
+    @property
+    def pairs(self) -> int:
+        return len(self.f_seconds)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def text(self, lang: str | None = None) -> str:
+        """"1.31x (1.20-1.45 over 7 alternating pairs)", in ``lang``
+        (``"en"`` or ``"zh"``; None: the reader's language)."""
+        if (lang or language()) == "zh":
+            return (f"{self.median:.2f}倍（{self.pairs}对交替测量，范围"
+                    f"{self.low:.2f}～{self.high:.2f}）")
+        return (f"{self.median:.2f}x ({self.low:.2f}-{self.high:.2f} over "
+                f"{self.pairs} alternating pairs)")
+
+
+def time_ratio(f: Callable[[], object], g: Callable[[], object],
+               pairs: int = 7, warmup: int = 1,
+               device: torch.device | str = "cpu") -> TimeRatio:
+    """Time ``g()`` relative to ``f()``: ``warmup`` untimed calls of each,
+    then ``pairs`` pairs run in alternating order (f, g, then g, f, ...),
+    so a machine that slows down or speeds up during the measurement
+    weighs on both alike. Each call is timed between synchronizations of
+    ``device``. A ratio needs at least :data:`MIN_TIME_PAIRS` pairs."""
+    if not isinstance(pairs, int) or pairs < MIN_TIME_PAIRS:
+        raise ValueError(f"pairs must be an integer >= {MIN_TIME_PAIRS} "
+                         f"(a time ratio is only stated from that many "
+                         f"alternating pairs), got {pairs!r}")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+    clock = _Clock(torch.device(device))
+    for _ in range(warmup):
+        f(), g()
+    seconds: tuple[list[float], list[float]] = ([], [])
+    for i in range(pairs):
+        for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+            clock.start()
+            (f, g)[which]()
+            seconds[which].append(clock.stop())
+    return TimeRatio(*seconds)

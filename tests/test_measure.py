@@ -78,6 +78,21 @@ def test_cpu_peak_memory_grows_with_batch_and_rss_agrees():
         assert 0.5 * big.extra < big.rss_extra < 2 * big.extra
 
 
+def test_peak_memory_without_rss_runs_one_step_fewer():
+    """rss=False: the same allocator reading, no OS-level reading, and
+    one forward pass fewer (warm-up and the counted step only)."""
+    net = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+    calls = []
+    net.register_forward_hook(lambda *args: calls.append(1))
+    X = torch.randn(2, 4, 16, 16)
+    full = peak_memory(net, X)
+    n_full = len(calls)
+    calls.clear()
+    lean = peak_memory(net, X, rss=False)
+    assert lean.extra == full.extra and lean.rss_extra is None
+    assert len(calls) == n_full - 1 == 2
+
+
 def test_densenet_needs_more_activation_memory_than_resnet():
     """Exercise 3's claim, on CPU at 96x96: fewer parameters, more
     activations."""
@@ -403,3 +418,54 @@ def test_memory_report_speaks_the_readers_language(monkeypatch):
     assert rep.text(lang="zh") == chinese
     monkeypatch.setenv("D2L_DENSENET_LANG", "zh")
     assert str(rep) == chinese and rep.text(lang="en") == english
+
+
+class _CostClock:
+    """A fake ``time`` module whose clock only moves when a timed
+    callable runs: each call adds its own cost."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_time_ratio_alternates_and_times_each_call(monkeypatch):
+    """f and g run in alternating order after the warm-up, each call is
+    timed on its own, and the ratios are g's over f's, pair by pair."""
+    clock = _CostClock()
+    monkeypatch.setattr(measure, "time", clock)
+    calls = []
+    g_costs = iter([9.0, 3.0, 2.0, 5.0, 4.0, 2.5])   # first: warm-up
+
+    def f():
+        calls.append("f")
+        clock.now += 2.0
+
+    def g():
+        calls.append("g")
+        clock.now += next(g_costs)
+
+    r = measure.time_ratio(f, g, pairs=5, warmup=1)
+    assert calls == ["f", "g"] + ["f", "g", "g", "f"] * 2 + ["f", "g"]
+    assert r.f_seconds == [2.0] * 5
+    assert r.g_seconds == [3.0, 2.0, 5.0, 4.0, 2.5]
+    assert r.ratios == [1.5, 1.0, 2.5, 2.0, 1.25]
+    assert (r.median, r.low, r.high, r.pairs) == (1.5, 1.0, 2.5, 5)
+
+
+def test_time_ratio_speaks_the_readers_language():
+    r = measure.TimeRatio([2.0] * 5, [3.0, 2.0, 5.0, 4.0, 2.5])
+    assert r.text(lang="en") == "1.50x (1.00-2.50 over 5 alternating pairs)"
+    assert r.text(lang="zh") == "1.50倍（5对交替测量，范围1.00～2.50）"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(pairs=4), r"pairs must be an integer >= 5 .* got 4"),
+    (dict(pairs=5.0), r"pairs must be an integer >= 5 .* got 5.0"),
+    (dict(warmup=-1), r"warmup must be an integer >= 0, got -1"),
+])
+def test_time_ratio_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        measure.time_ratio(lambda: None, lambda: None, **kwargs)
