@@ -451,3 +451,71 @@ def test_a_failure_in_the_backward_pass_of_a_live_rank_is_named(tmp_path):
     assert [code for code, _, _ in ranks] == [0, 0]
     zero, one = (json.loads(out.splitlines()[-1]) for _, out, _ in ranks)
     assert _named_after_backward(zero, one, 30) > 7
+
+
+#: Rank 0 also trains one process's copy (plain BatchNorm, the whole
+#: batch) and prints how far apart the two end, relative to the weights.
+_FLOAT64 = """
+import os, torch, torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from d2l_densenet import densenet
+from d2l_densenet.distributed import convert_sync_batchnorm
+rank = int(os.environ["RANK"])
+dist.init_process_group("gloo")
+def build():
+    torch.manual_seed(0)
+    return densenet(arch=(1, 1), growth_rate=8, num_channels=8).double()
+def train(model, X, y):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        nn.CrossEntropyLoss()(model(X), y).backward()
+        opt.step()
+torch.manual_seed(1)
+X, y = torch.rand(16, 1, 32, 32, dtype=torch.float64), torch.arange(16) % 10
+two = convert_sync_batchnorm(build(), "cpu")
+train(DistributedDataParallel(two), X[rank::2], y[rank::2])
+if rank == 0:
+    one = build()
+    train(one, X, y)
+    a, b = (torch.cat([v.flatten() for v in m.state_dict().values()
+                       if v.is_floating_point()]) for m in (one, two))
+    print(f"relative difference {((a - b).norm() / a.norm()).item():.1e}")
+"""
+
+
+def test_two_processes_match_one_in_float64(tmp_path):
+    """In float64, two processes (DDP, the package's CpuSyncBatchNorm,
+    half the batch each) end two SGD steps with the weights and running
+    statistics of one process on the whole batch, to float64's rounding:
+    what remains in float32 (notebook 07's step check) is rounding."""
+    import socket
+    import subprocess
+    import sys
+
+    from _cli_runs import env
+
+    with socket.socket() as s:  # a free port (bind, no connection)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "float64.py"
+    script.write_text(_FLOAT64)
+    procs = [subprocess.Popen(
+        [sys.executable, str(script)],
+        env=dict(env(), RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                 MASTER_PORT=str(port)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in (0, 1)]
+    try:
+        outs = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+    m = re.search(r"relative difference (\S+)", outs[0][0])
+    assert m, outs[0]
+    print(m.group(0))
+    assert float(m.group(1)) < 1e-12

@@ -308,6 +308,35 @@ def test_train_house_seed_fixes_the_batch_order():
     assert losses(1) != losses(2)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_foreach_optimizers_train_as_the_per_parameter_loop(optimizer,
+                                                            monkeypatch):
+    """train_house's optimizers run with foreach=True (faster on a CPU);
+    a DenseMLP (BatchNorm, dropout, weight decay) then ends with exactly
+    the weights of PyTorch's per-parameter loop."""
+    from d2l_densenet import house_train
+    X, y = torch.randn(48, 7), torch.rand(48) * 1e5 + 1e4
+
+    def weights():
+        torch.manual_seed(0)
+        net = dense_mlp(7, num_features=8, growth_rate=4, dropout=0.2)
+        train_house(net, X, y, num_epochs=3, lr=1e-2, weight_decay=1e-2,
+                    batch_size=16, optimizer=optimizer, target="log",
+                    seed=1)
+        return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    fast = weights()
+    made = house_train._make_optimizer(optimizer, [nn.Parameter(
+        torch.zeros(1))], 0.1, 0.0)
+    assert made.defaults["foreach"] is True
+    loop = {name: lambda params, lr, weight_decay, cls=cls: cls(
+        params, lr=lr, weight_decay=weight_decay, foreach=False)
+        for name, cls in house_train.OPTIMIZERS.items()}
+    monkeypatch.setattr(house_train, "_make_optimizer",
+                        lambda name, *args: loop[name](*args))
+    assert torch.equal(fast, weights())
+
+
 def test_house_features_wants_a_dataframe():
     with pytest.raises(TypeError, match="data must be a pandas DataFrame"):
         house_features([[1, 2, 3]])
