@@ -147,8 +147,6 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         get_fashion_mnist_labels,
         load_data_fashion_mnist,
     )
-    from .fast import fast_paths
-    from .reuse import feature_reuse, source_channels
     from .family import (
         DENSENET_BC_CONFIGS,
         WEIGHT_URLS,
@@ -164,6 +162,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         load_weights,
         remap_legacy_keys,
     )
+    from .fast import fast_paths
     from .house import (
         HouseDataCorruptError,
         HouseDataNotFoundError,
@@ -196,4 +195,5 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         transition_linear_block,
     )
     from .models import DenseNet, Residual, ResNet, densenet, resnet18
+    from .reuse import feature_reuse, source_channels
     from .train import accuracy, evaluate_accuracy, train_ch6

@@ -47,7 +47,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "amp.gpu_no_bf16": {"en": "the GPU has no bf16",
                         "zh": "该GPU不支持bf16"},
     "amp.no_decision": {"en": "no autocast decision for {device}",
-                        "zh": "在{device}上不自动选择精度"},
+                        "zh": "在{device}上不自动选择数值精度"},
     "amp.set_by_env": {"en": "set by {env}={value}",
                        "zh": "由环境变量{env}={value}指定"},
     "amp.no_onednn": {"en": "this PyTorch has no oneDNN (CPU: {cpu})",
@@ -215,9 +215,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     # --- paired comparisons (stats.py) ----------------------------------
     "stats.too_few": {
         "en": "no test: {n} pair(s), a test needs at least {min_pairs}",
-        "zh": "不做检验：只有{n}对，一次检验至少需要{min_pairs}对"},
+        "zh": "无法检验：只有{n}对，一次检验至少需要{min_pairs}对"},
     "stats.all_equal": {"en": "no test: the differences are all equal",
-                        "zh": "不做检验：各对的差全都相等"},
+                        "zh": "无法检验：各对的差全都相等"},
     "stats.better": {"en": "{better} better (p = {p:.3f} < {alpha})",
                      "zh": "{better}更好（p = {p:.3f} < {alpha}）"},
     "stats.undetectable_n": {
@@ -225,7 +225,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "用{n}对检测不到差异（p = {p:.3f}）"},
     "stats.same_right": {
         "en": "no test: both variants got the same examples right",
-        "zh": "不做检验：两种变体答对的样本完全相同"},
+        "zh": "无法检验：两种变体答对的样本完全相同"},
     "stats.better_g": {"en": "{better} better (p = {p:.3g} < {alpha})",
                        "zh": "{better}更好（p = {p:.3g} < {alpha}）"},
     "stats.undetectable": {"en": "no difference detectable (p = {p:.3g})",

@@ -67,7 +67,7 @@ def test_verdicts_speak_the_readers_language(monkeypatch):
     """Without ``lang=``: the reader's language setting."""
     monkeypatch.setenv("D2L_DENSENET_LANG", "zh")
     assert stats.paired_test([1, 2], [0, 1]).verdict() == (
-        "不做检验：只有2对，一次检验至少需要3对")
+        "无法检验：只有2对，一次检验至少需要3对")
     r = stats.paired_test([0.91, 0.90, 0.92, 0.89], [0.88, 0.89, 0.9, 0.87])
     assert r.verdict("平均", "最大").startswith("平均更好")
     a = np.array([1] * 30 + [0] * 5, bool)

@@ -166,19 +166,7 @@ def test_near_miss_put_back_into_real_files_is_named():
 #: xfail, naming every place, until the file is fixed (then a warning
 #: says to drop the entry). Follow-up: fix them after the merge of the
 #: notebook and package translations, and empty this table.
-KNOWN = {
-    "d2l_densenet": {"no-test", "precision"},
-    "notebooks/zh/01_densenet_from_scratch.ipynb": {"times"},
-    "notebooks/zh/02_parameters_vs_resnet.ipynb": {"range", "times"},
-    "notebooks/zh/03_memory_vs_resnet.ipynb": {"times"},
-    "notebooks/zh/04_avg_vs_max_pooling.ipynb": {
-        "gamma", "minibatch", "not-detected", "range", "times"},
-    "notebooks/zh/05_densenet_family.ipynb": {"dropout", "no-test",
-                                              "times"},
-    "notebooks/zh/06_dense_mlp_house_prices.ipynb": {"range", "space"},
-    "notebooks/zh/07_densenet_several_gpus.ipynb": {"linebreak", "space",
-                                                    "times"},
-}
+KNOWN: dict[str, set[str]] = {}
 
 
 def test_known_table_names_real_files_and_rules():

@@ -241,11 +241,12 @@ def main() -> int:  # noqa: C901 - one closure keeps the state unreachable
     # --- what the checks need, imported before any student code ------
     import torch
     torch.set_num_threads(int(request.get("threads") or 1))
-    import d2l_densenet  # loaded (and guarded) before students
     # The package imports its modules on first use (PEP 562): load every
     # one now, so that all the checks may use exists, and is guarded and
     # snapshotted, before any student code runs.
     import importlib
+
+    import d2l_densenet  # loaded (and guarded) before students
     for name in d2l_densenet._SUBMODULES:
         importlib.import_module(f"d2l_densenet.{name}")
     for name in d2l_densenet.__all__:
