@@ -20,9 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 RUNTIME = {Requirement(d).name.lower(): Requirement(d)
            for d in PROJECT["dependencies"]}
-#: Imported by the package only inside a notebook (the Animator), and
-#: installed with --no-deps by the Makefile and the Colab cell.
-NOTEBOOK_ONLY = {"d2l"}
+#: Imported by the package only inside a notebook: d2l (the Animator),
+#: installed with --no-deps by the Makefile and the Colab cell, and
+#: google (``google.colab``'s Drive, only when running in Colab, which
+#: provides it; ``checkpoint_folders``).
+NOTEBOOK_ONLY = {"d2l", "google"}
 
 
 def pins(path: Path) -> dict[str, Version]:
