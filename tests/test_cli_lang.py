@@ -9,7 +9,7 @@ import pytest
 import torch
 from _cli_runs import TIMEOUT, TINY, command, env
 
-from d2l_densenet import amp, cli
+from d2l_densenet import amp, cli, settings
 from d2l_densenet.messages import LANG_ENV, Message
 
 #: English words of the CLI's own lines; none may be left in Chinese.
@@ -41,8 +41,7 @@ def no_training(monkeypatch):
     amp.cpu_amp_choice.cache_clear()
 
 
-CHINESE = ["CPU训练方案，设备cpu：{'epochs': 3, 'lr': 0.1, 'batch_size': "
-           "128, 'resize': 32}（由书中的设置",
+CHINESE = [f"CPU训练方案，设备cpu：{settings.RECIPES['cpu']}（由书中的设置",
            "（amp：oneDNN报告支持bf16（CPU：AVX512）；实测bf16的速度是fp32的"
            "2.00倍；取7对交替测量的中位数（各对为2.00～2.00倍））",
            "最终测试精度0.5000（2张Fashion-MNIST测试图像），用时"]

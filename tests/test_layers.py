@@ -21,7 +21,8 @@ LEAVES = {"devices", "messages", "checks"}
 #: DESIGN.md's "may import (ours)" column, besides the leaves. Where the
 #: code departs from the table it says so: ``blocks`` takes the
 #: ``memory_efficient=`` levels, ``train`` the autocast dtypes of
-#: ``amp``.
+#: ``amp`` and turns on ``fast``'s CPU paths; ``fast`` and ``reuse``
+#: (feature reuse, the paper's Figure 5) are new and import none of ours.
 ALLOWED = {
     "blocks": {"memory_efficient"},
     "models": {"blocks", "memory_efficient"},
@@ -32,7 +33,10 @@ ALLOWED = {
     "data": {"files", "distributed"},
     "house": {"files"},
     "house_train": {"house"},
-    "train": {"checkpoints", "distributed", "progress", "measure", "amp"},
+    "train": {"checkpoints", "distributed", "progress", "measure", "amp",
+              "fast"},
+    "fast": set(),
+    "reuse": set(),
     "checkpoints": {"distributed"},
     "checkpoint_folders": set(),
     "distributed": set(),
