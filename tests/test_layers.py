@@ -21,11 +21,12 @@ LEAVES = {"devices", "messages", "checks"}
 #: DESIGN.md's "may import (ours)" column, besides the leaves. Where the
 #: code departs from the table it says so: ``blocks`` takes the
 #: ``memory_efficient=`` levels, ``train`` the autocast dtypes of
-#: ``amp`` and turns on ``fast``'s CPU paths; ``fast`` and ``reuse``
-#: (feature reuse, the paper's Figure 5) are new and import none of ours.
+#: ``amp``; ``blocks``, ``models`` and ``train`` take ``fast``'s CPU
+#: paths (a leaf below them); ``reuse`` (the paper's Figure 5) imports
+#: none of ours.
 ALLOWED = {
-    "blocks": {"memory_efficient"},
-    "models": {"blocks", "memory_efficient"},
+    "blocks": {"memory_efficient", "fast"},
+    "models": {"blocks", "memory_efficient", "fast"},
     "memory_efficient": set(),
     "family": {"memory_efficient", "models"},
     "mlp": set(),
