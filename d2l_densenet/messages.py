@@ -97,7 +97,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "training options on {device}: amp={amp}, channels_last="
               "{channels_last}, lr_schedule={lr_schedule}\n(amp: {reason})",
         "zh": "{device}上的训练选项：amp={amp}，channels_last="
-              "{channels_last}，lr_schedule={lr_schedule}\n（amp：{reason}）"},
+              "{channels_last}，lr_schedule={lr_schedule}\n（数值精度：{reason}）"},
     # --- the GPU-mode rehearsal (settings.choose) -----------------------
     "settings.rehearsal": {
         "en": "GPU mode REHEARSED on {where}: {shown}\n(a rehearsal, not a "
