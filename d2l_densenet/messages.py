@@ -97,7 +97,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "training options on {device}: amp={amp}, channels_last="
               "{channels_last}, lr_schedule={lr_schedule}\n(amp: {reason})",
         "zh": "{device}上的训练选项：amp={amp}，channels_last="
-              "{channels_last}，lr_schedule={lr_schedule}\n（amp：{reason}）"},
+              "{channels_last}，lr_schedule={lr_schedule}\n（数值精度：{reason}）"},
     # --- the GPU-mode rehearsal (settings.choose) -----------------------
     "settings.rehearsal": {
         "en": "GPU mode REHEARSED on {where}: {shown}\n(a rehearsal, not a "
@@ -168,6 +168,13 @@ MESSAGES: dict[str, dict[str, str]] = {
               "{mode!r}",
         "zh": "mode只能是{modes}之一（choose()返回的模式），而不是{mode!r}"},
     # --- models ---------------------------------------------------------
+    "models.channels": {
+        "en": "{model} was built for {expected} input channel(s) but got "
+              "{got} (input shape {shape}); build it with in_channels={got} "
+              "or convert the images",
+        "zh": "{model}是按{expected}个输入通道构建的，输入却有{got}个通道"
+              "（输入形状{shape}）；请用in_channels={got}构建它，"
+              "或者先转换图像"},
     "models.too_small": {
         "en": "Input images are {height}x{width}, but {model} needs at "
               "least {need}x{need}: its down-sampling layers shrink smaller "

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from . import fast
 from .blocks import DenseBlock, transition_block
-from .checks import check_arch, check_tensor, check_width, min_input_size
+from .checks import check_arch, check_tensor, min_input_size
 from .memory_efficient import MemoryEfficient, forward_stages, memory_level
 from .messages import text
 
@@ -79,9 +79,11 @@ class CheckedInput:
         check_tensor(X, type(self).__name__,
                      f"(batch, {self.in_channels}, height, width)",
                      "a single image")
-        check_width(X, type(self).__name__, self.in_channels,
-                    "input channel(s)", f"build it with in_channels="
-                    f"{X.shape[1]} or convert the images")
+        if X.shape[1] != self.in_channels:
+            raise ValueError(text(
+                "models.channels", model=type(self).__name__,
+                expected=self.in_channels, got=X.shape[1],
+                shape=tuple(X.shape)))
         need = self.min_input_size()
         height, width = X.shape[-2:]
         if height < need or width < need:

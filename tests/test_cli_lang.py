@@ -42,7 +42,8 @@ def no_training(monkeypatch):
 
 
 CHINESE = [f"CPU训练方案，设备cpu：{settings.RECIPES['cpu']}（由书中的设置",
-           "（amp：oneDNN报告支持bf16（CPU：AVX512）；实测bf16的速度是fp32的"
+           "（数值精度：oneDNN报告支持bf16（CPU：AVX512）；实测bf16的速度是"
+           "fp32的"
            "2.00倍；取7对交替测量的中位数（各对为2.00～2.00倍））",
            "最终测试精度0.5000（2张Fashion-MNIST测试图像），用时"]
 
@@ -124,7 +125,7 @@ def test_a_short_run_in_chinese(tmp_path):
                            capture_output=True, text=True, timeout=TIMEOUT)
     assert first.returncode == 0, first.stderr
     assert "CPU训练方案，设备cpu：" in first.stdout
-    assert "（amp：使用fp32）" in first.stdout     # --amp none
+    assert "（数值精度：使用fp32）" in first.stdout     # --amp none
     assert re.search(r"\nepoch 1/1: loss \d\.\d{3}, train acc", first.stdout)
     assert re.search(r"最终测试精度0\.\d{4}（101张Fashion-MNIST测试图像），"
                      r"用时\d+\.\d分钟", first.stdout)
