@@ -376,7 +376,8 @@ _CODE_LIKE = re.compile(
     + _A + r"[A-Za-z_]\w*(?:\(\)|\()|"                   # calls: f(
     + _A + r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)+" + _Z + "|"  # nn.Linear
     + _A + r"[A-Za-z_]\w*=[^\s,;，；）)]*|"                # key=value
-    + _A + r"[A-Za-z0-9]*(?:_|\d)[A-Za-z0-9_]*" + _Z + "|"  # a_b, bf16
+    + _A + r"[A-Za-z0-9]*(?:_|\d)[A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*" + _Z
+    + "|"                                           # a_b, bf16, d2l-zh
     + _A + r"[a-z]+[A-Z][A-Za-z0-9_]*" + _Z + "|"         # camelCase
     + _A + r"[A-Z][a-z]+[A-Z][A-Za-z0-9_]*" + _Z + "|"    # DenseBlock
     + r"(?<![\w-])--?[A-Za-z][\w-]*")                   # --flags
