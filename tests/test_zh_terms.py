@@ -160,12 +160,10 @@ def test_near_miss_put_back_into_real_files_is_named():
                        zh_terms.prose(text))], RULES)} == {"gamma"}
 
 
-#: What the rules find today in files that other work is changing (the
-#: zh notebooks are being revised, the package's messages translated):
-#: ``{file: {rule, ...}}``. A file's other rules must hold now; these
-#: xfail, naming every place, until the file is fixed (then a warning
-#: says to drop the entry). Follow-up: fix them after the merge of the
-#: notebook and package translations, and empty this table.
+#: Rules a file may break for now while other work changes it:
+#: ``{file: {rule, ...}}``. Its other rules must hold; these xfail,
+#: naming every place, until the file is fixed (then a warning says to
+#: drop the entry). Empty: every file keeps every rule.
 KNOWN: dict[str, set[str]] = {}
 
 
@@ -275,15 +273,7 @@ def executed_zh(path: Path) -> Path:
     return target
 
 
-FOLLOW_UP = pytest.mark.xfail(strict=False, reason=(
-    "follow-up: the zh notebooks (01-07) and the package's messages are "
-    "still being translated; after those merges fix every place that "
-    "`python tools/zh_terms.py --english` lists (or pytest --runxfail), "
-    "then drop this mark"))
-
-
 @pytest.mark.notebook
-@FOLLOW_UP
 @pytest.mark.parametrize("path", ZH, ids=[p.name for p in ZH])
 def test_no_english_on_screen(path: Path):
     """`make run EDITION=zh` prints no English outside the book's
@@ -306,7 +296,6 @@ def test_printed_chinese_is_checked_too(tmp_path):
 
 
 @pytest.mark.notebook
-@FOLLOW_UP
 @pytest.mark.parametrize("path", ZH, ids=[p.name for p in ZH])
 def test_printed_chinese_follows_the_rules(path: Path):
     """The wording and typography rules on what the smoke run printed
