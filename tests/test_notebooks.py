@@ -4,6 +4,7 @@ build/run/smoke/ (as `make run MODE=smoke` would write it), so the site
 tests and `make site MODE=smoke` render it instead of executing the
 notebook again."""
 import json
+import re
 import time
 from pathlib import Path
 
@@ -48,6 +49,28 @@ def test_notebook_conventions(path: Path):
         if c["cell_type"] == "code":
             for line in "".join(c["source"]).splitlines():
                 assert len(line) <= 79, f"cell {i}: line > 79: {line}"
+
+
+#: The heading that ends a notebook's core path (issue: a core path a
+#: student follows in one sitting, the forensics collapsed below it).
+DEEPER = re.compile(r"^#+\s*(Going deeper|深入)", re.M)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_core_path_then_going_deeper_collapsed(path: Path):
+    """At most 35 cells before the "Going deeper" heading, whose section
+    opens collapsed in JupyterLab (jp-MarkdownHeadingCollapsed) and in
+    Colab (colab.collapsed_sections names its metadata.id)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    heads = [i for i, c in enumerate(nb["cells"])
+             if c["cell_type"] == "markdown"
+             and DEEPER.search("".join(c["source"]))]
+    assert heads, "no 'Going deeper' heading"
+    cell = nb["cells"][heads[0]]
+    assert heads[0] <= 35, f"{heads[0]} cells before 'Going deeper'"
+    assert cell["metadata"].get("jp-MarkdownHeadingCollapsed") is True
+    sections = nb["metadata"].get("colab", {}).get("collapsed_sections")
+    assert cell["metadata"].get("id") in (sections or []), sections
 
 
 @pytest.mark.notebook
