@@ -135,7 +135,7 @@ def cpu_class() -> dict:
             "AVX-512" if cap.startswith("AVX512") else cap)
     if held and name != native:
         name = f"{name} (held on an {native} CPU)"
-    return dict(name=name, aten=cap, onednn_bf16=bf16, bf16_note=note,
+    return dict(name=name, aten=cap, onednn_bf16=bf16, bf16_note=str(note),
                 native=native, held=held, cpu=_cpu_name())
 
 
