@@ -65,10 +65,10 @@ def built_site() -> dict:
     import build_site
     from run_notebooks import locked
 
+    src = ROOT / "build" / "site-test-src"
     with locked(SITE):
-        laid = build_site.build("smoke", out=SITE,
-                                src=ROOT / "build" / "site-test-src")
-    laid["dir"] = SITE
+        laid = build_site.build("smoke", out=SITE, src=src)
+    laid["dir"], laid["src"] = SITE, src
     return laid
 
 

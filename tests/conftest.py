@@ -21,11 +21,20 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
-    """Any attempt to open a network connection fails loudly."""
+    """Any attempt to open a network connection fails loudly. Unix
+    sockets are local IPC, not the network: a DataLoader's workers hand
+    tensors back through one (torch's file-descriptor sharing)."""
     def guard(*args, **kwargs):
         raise OSError("tests must not use the network")
-    monkeypatch.setattr(socket.socket, "connect", guard)
+    connect = socket.socket.connect
+
+    def local_only(self, address):
+        if self.family == getattr(socket, "AF_UNIX", None):
+            return connect(self, address)
+        guard()
+    monkeypatch.setattr(socket.socket, "connect", local_only)
     monkeypatch.setattr(socket, "create_connection", guard)
+
 
 @pytest.fixture(autouse=True)
 def _english_reader(monkeypatch):

@@ -132,7 +132,10 @@ def command(work: Path, package_parent: Path, sandbox: bool,
                         write_roots=[str(work)])
         return [sys.executable, "-s", str(checker)], env, settings
     bwrap = shutil.which("bwrap")
-    argv = [bwrap, *_namespaces(), "--ro-bind", "/usr", "/usr"]
+    # /proc, /dev and an empty /tmp first: a later --tmpfs /tmp would hide
+    # a virtual environment or Python installed under /tmp (bound below)
+    argv = [bwrap, *_namespaces(), "--proc", "/proc", "--dev", "/dev",
+            "--tmpfs", "/tmp", "--ro-bind", "/usr", "/usr"]
     for link in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         p = Path("/") / link
         if p.is_symlink():
@@ -152,7 +155,6 @@ def command(work: Path, package_parent: Path, sandbox: bool,
              "--ro-bind", str(package_parent / "d2l_densenet"),
              f"{PACKAGES}/d2l_densenet",
              "--ro-bind", str(checker), CHECKER,
-             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
              "--bind", str(work / "home"), HOME,
              "--chdir", WORK, "--clearenv"]
     env.update(HOME=HOME, TMPDIR="/tmp", USER="student",
