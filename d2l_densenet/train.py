@@ -307,19 +307,18 @@ def _replay_schedule(scheduler: Callable, opt, done: int):
 
 
 def _resume_schedule(store: Checkpoints, scheduler, opt, sched,
-                     done: int, num_epochs: int, num_batches: int):
+                     done: int, num_epochs: int, steps_per_epoch: int):
     """After a resume: the checkpoint's scheduler where its shape is this
     run's; else (``--epochs`` changed a cosine's horizon, or an older
     checkpoint that did not record it) this run's schedule replayed to
-    epoch ``done``, said on screen."""
+    epoch ``done`` (``steps_per_epoch`` steps each: 1, or the batches of
+    a per-batch schedule), said on screen."""
     if sched is None or not done:
         return sched
     saved, mine = store.found.get("schedule"), store.settings["schedule"]
     if saved == mine:
         return sched
-    per_batch = getattr(scheduler, "interval", "epoch") == "batch"
-    steps = done * num_batches if per_batch else done
-    sched = _replay_schedule(scheduler, opt, steps)
+    sched = _replay_schedule(scheduler, opt, done * steps_per_epoch)
     store.parts["scheduler"] = sched
     changes = ("the checkpoint does not record it" if saved is None else
                ", ".join(f"{k} {saved.get(k)!r} -> {mine.get(k)!r}"
@@ -419,6 +418,7 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
     scaler = torch.amp.GradScaler(device.type, enabled=(amp == "fp16"))
     loss = nn.CrossEntropyLoss()
     history = {k: [] for k in HISTORY}
+    per_batch = getattr(scheduler, "interval", "epoch") == "batch"
     store, done = None, 0
     if checkpoint_dir is not None:
         store = Checkpoints(checkpoint_dir, _settings(
@@ -427,7 +427,8 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
             device)
         done = store.resume(resume, history, num_epochs)
         sched = _resume_schedule(store, scheduler, opt, sched, done,
-                                 num_epochs, len(train_iter))
+                                 num_epochs,
+                                 len(train_iter) if per_batch else 1)
     model = _ddp(net, device)
     num_batches = len(train_iter)
     bar = Progress(progress if is_main() else "none", num_epochs,
@@ -436,7 +437,6 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int,
                     enabled=amp is not None)
     timer, seen, test_n = Timer(), 0.0, 0.0
     timer.times.clear()
-    per_batch = getattr(scheduler, "interval", "epoch") == "batch"
     with failures_named(), contextlib.closing(bar), fast_paths(fast):
         for epoch in range(done, num_epochs):
             start = time.perf_counter()
