@@ -203,18 +203,22 @@ class _LrLoader:
         return iter(self.batches)
 
 
-def _cosine_run(folder, epochs, resume=False, horizon=None):
+def _cosine_run(folder, epochs, resume=False, horizon=None,
+                per_batch=False):
     """Train ``epochs`` with the CPU recipe's cosine over ``horizon``
-    epochs (default: ``epochs``, as the CLI builds it); return the
-    learning rate of each epoch trained."""
+    epochs (default: ``epochs``, as the CLI builds it), stepped per
+    epoch or (``per_batch``) per batch; return the learning rate each
+    epoch starts at."""
     from d2l_densenet.settings import lr_scheduler
     seen: list[float] = []
     loader = _LrLoader(seen)
-    build = lr_scheduler("cosine", horizon or epochs)
+    build = lr_scheduler("cosine", horizon or epochs, num_batches=len(
+        loader) if per_batch else None)
 
     def scheduler(opt):
         loader.opt = opt
         return build(opt)
+    scheduler.interval = getattr(build, "interval", "epoch")
     _, test_iter = _tiny_iters()
     train_ch6(_small_net(), loader, test_iter, epochs, 0.1, "cpu", seed=0,
               progress="none", scheduler=scheduler, checkpoint_dir=folder,
@@ -247,6 +251,18 @@ def test_resume_with_more_epochs_follows_the_longer_cosine(tmp_path,
     state = load_checkpoint(checkpoint_files(tmp_path / "run")[-1])
     assert state["settings"]["schedule"]["T_max"] == 6
     assert state["scheduler"]["T_max"] == 6
+
+
+def test_resume_with_more_epochs_replays_a_per_batch_cosine(tmp_path):
+    """The CLI's cosine steps after every batch: resumed with more epochs,
+    it is replayed batch by batch, so epochs 4-6 start at the rates of
+    an uninterrupted 6-epoch run (replaying one step per epoch would
+    start epoch 4 near lr 0.1)."""
+    whole = _cosine_run(tmp_path / "whole", 6, per_batch=True)
+    assert whole[0] == 0.1 and whole == sorted(whole, reverse=True)
+    _cosine_run(tmp_path / "run", 3, per_batch=True)
+    rest = _cosine_run(tmp_path / "run", 6, resume=True, per_batch=True)
+    assert rest == pytest.approx(whole[3:], abs=1e-12)
 
 
 def test_resume_with_the_same_horizon_keeps_the_schedule(tmp_path, capsys):
