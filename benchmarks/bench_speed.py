@@ -61,6 +61,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from unittest import mock
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # d2l's Animator, headless
 
@@ -74,6 +75,7 @@ from torch.utils.flop_counter import (  # noqa: E402
 )
 
 from d2l_densenet import amp, data, devices, models, settings  # noqa: E402
+from d2l_densenet import fast as fast_module  # noqa: E402
 from d2l_densenet.amp import AMP_DTYPES  # noqa: E402
 from d2l_densenet.fast import fast_paths  # noqa: E402
 from d2l_densenet.train import accuracy, train_ch6  # noqa: E402
@@ -252,12 +254,13 @@ def run_book(args, device: torch.device) -> dict:
     workers = d2l.get_dataloader_workers()
     print(f"book: d2l.train_ch6 + d2l.load_data_fashion_mnist "
           f"({workers} worker processes on {os.cpu_count()} CPUs), "
+          f"lr {args.book_lr}, "
           f"{len(train_iter)} batches/epoch", flush=True)
     out = _BookOutput(sys.stdout)
     start = time.perf_counter()
     with contextlib.redirect_stdout(out):
-        d2l.train_ch6(net, train_iter, test_iter, args.epochs, args.lr,
-                      device)
+        d2l.train_ch6(net, train_iter, test_iter, args.epochs,
+                      args.book_lr, device)
     seconds = time.perf_counter() - start
     text = out.getvalue()
     print(flush=True)
@@ -287,7 +290,7 @@ def run_ours(args, device: torch.device, options: dict) -> dict:
     if "fast" in params:
         kwargs["fast"] = options.get("fast", True)
     shown = ", ".join(f"{k}={v}" for k, v in options.items())
-    print(f"ours: train_ch6 + tensor loader, {shown}"
+    print(f"ours: train_ch6 + tensor loader, lr {args.lr}, {shown}"
           f"{', torch.compile' if args.compile else ''}, "
           f"{len(train_iter)} batches/epoch", flush=True)
     start = time.perf_counter()
@@ -519,6 +522,92 @@ def step_times(args, device: torch.device, variants: list[tuple],
                 batch_size=args.batch_size, resize=args.resize,
                 compile_seconds=compile_s, host_reads_us=host * 1e6,
                 host_reads_share=host / med[rows[-1]["variant"]])
+
+
+#: Each fast path (``fast.py``) and how to turn it off alone: the
+#: attribute of ``fast`` to patch and the value that disables it.
+FAST_PIECES = (
+    ("stem max-pools before it normalises", "_max_pool",
+     lambda pool: False),
+    ("transitions pool before the 1x1 conv", "transition",
+     lambda blk, X: None),
+    ("2x2 and 1x1 convs as one matrix product", "SMALL_PIXELS", 0),
+    ("small 1x1 convs as matrix products", "POINTWISE_PIXELS", 0),
+)
+
+
+def fast_step_ablation(args, device: torch.device, options: dict,
+                       rounds: int, steps: int) -> dict:
+    """Milliseconds per training step of the recipe (its layout and
+    precision) with every fast path on, and with each one turned off
+    alone, alternating; the median round counts. What each path saves
+    is measured here, on this CPU class, not assumed."""
+    torch.manual_seed(args.seed)
+    fmt = (torch.channels_last if options["channels_last"]
+           else torch.contiguous_format)
+    net = models.densenet().to(device, memory_format=fmt)
+    g = torch.Generator().manual_seed(args.seed)
+    X = torch.rand(args.batch_size, 1, args.resize, args.resize,
+                   generator=g).to(device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=args.lr / 100)
+    amp_ = options["amp"]
+
+    def step():
+        opt.zero_grad()
+        with fast_paths(True), torch.autocast(
+                device.type, dtype=AMP_DTYPES.get(amp_),
+                enabled=amp_ is not None):
+            loss = nn.functional.cross_entropy(net(X), y)
+        loss.backward()
+        opt.step()
+
+    variants = {"all fast paths": None}
+    variants.update({f"without: {label}": (attr, off)
+                     for label, attr, off in FAST_PIECES})
+    variants["no fast paths"] = "none"
+
+    def run(v):
+        if v is None:
+            step()
+        elif v == "none":
+            with fast_paths(False):
+                step()
+        else:
+            with mock.patch.object(fast_module, *v):
+                step()
+    for v in variants.values():
+        run(v)
+        run(v)
+    times = {label: [] for label in variants}
+    for k in range(rounds):
+        order = list(variants) if k % 2 == 0 else list(variants)[::-1]
+        for label in order:
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                run(variants[label])
+            _sync(device)
+            times[label].append((time.perf_counter() - start) / steps)
+    med = {label: sorted(t)[len(t) // 2] * 1e3 for label, t in times.items()}
+    base = med["all fast paths"]
+    rows = [dict(variant=label, ms_per_step=ms, vs_all=ms / base)
+            for label, ms in med.items()]
+    return dict(rows=rows, rounds=rounds, steps=steps,
+                amp=amp_ or "fp32", channels_last=options["channels_last"])
+
+
+def print_fast_steps(res: dict, where: str) -> None:
+    fs = res["fast_steps"]
+    print(f"\nFast paths, one at a time ({where}, {fs['amp']}, "
+          f"{'channels-last' if fs['channels_last'] else 'NCHW'}, median "
+          f"of {fs['rounds']} alternating rounds of {fs['steps']} steps):")
+    print(f"  {'variant':<52}{'ms/step':>9}{'vs all on':>11}")
+    for row in fs["rows"]:
+        print(f"  {row['variant']:<52}{row['ms_per_step']:>9.1f}"
+              f"{row['vs_all']:>10.2f}x")
+    print("  (above 1.00x: turning that path off makes the step slower, "
+          "so it pays)", flush=True)
 
 
 def buffer_check(args, device: torch.device, repeats: int = 5) -> dict:
@@ -760,6 +849,9 @@ def main(argv: list[str] | None = None) -> dict:
     name = args.recipe if args.recipe != "auto" else (
         "gpu" if device.type == "cuda" else "cpu")
     recipe = settings.RECIPES[name]
+    # The book's loop trains at the book's learning rate (d2l-zh 2.x,
+    # 0.1) unless --lr sets both; ours at its recipe's.
+    args.book_lr = args.lr or settings.RECIPES["gpu"]["lr"]
     for key in ("batch_size", "lr", "resize"):
         if getattr(args, key) is None:
             setattr(args, key, recipe[key])
@@ -776,6 +868,7 @@ def main(argv: list[str] | None = None) -> dict:
                cpu_count=os.cpu_count(), load_before=load_before,
                settings=dict(recipe=name, epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr,
+                             book_lr=args.book_lr,
                              resize=args.resize, subset=args.subset,
                              test_subset=args.test_subset, seed=args.seed))
     if args.step_rounds < 0 or args.step_batches < 1:
@@ -825,6 +918,10 @@ def main(argv: list[str] | None = None) -> dict:
             args.step_rounds, args.step_batches)
         res["buffer"] = buffer_check(args, device)
         print_steps(res, _where(res))
+        if args.fast and device.type == "cpu":
+            res["fast_steps"] = fast_step_ablation(
+                args, device, options, args.step_rounds, args.step_batches)
+            print_fast_steps(res, _where(res))
 
     if not args.no_train:
         res.update(compare(args, device, options, res))

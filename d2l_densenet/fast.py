@@ -19,12 +19,17 @@ and evaluates), on CPU tensors:
   before the convolution: both are linear and act on different axes, so
   they commute exactly (``pool(conv(z)) == conv(pool(z))``, the bias
   included), and the convolution sees a quarter of the pixels;
-* the stem's ReLU runs in place.
+* the stem (conv, BatchNorm, ReLU, 3x3 max pooling) max-pools before
+  it normalises (:func:`bn_relu_max_pool`): BatchNorm is a per-channel
+  monotone map, so it commutes with max pooling (a channel with a
+  negative scale pools its minimum); the statistics still come from
+  all pixels, the normalisation and ReLU see a quarter of them.
 
 Nothing changes in the model: the same modules, parameters, buffers
 (BatchNorm statistics are updated as before) and names, so checkpoints
 load either way. Each step was kept only where it measured faster on
-both CPU classes (``benchmarks/bench_speed.py --fast-steps``).
+both CPU classes: ``benchmarks/bench_speed.py`` times the step with
+each one turned off in turn (its "fast paths, one at a time" table).
 
 Where a module involved has a hook (forward or backward, its own or
 global: ``torchinfo``, ``FlopCounterMode``, a notebook's recorder), the
@@ -38,12 +43,12 @@ import threading
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.modules import module as _module
 from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = ["fast_paths", "fast_paths_enabled", "small_conv2d",
-           "pointwise_conv2d", "conv2d", "SMALL_PIXELS", "POINTWISE_PIXELS"]
+           "pointwise_conv2d", "conv2d", "bn_relu_max_pool", "SMALL_PIXELS",
+           "POINTWISE_PIXELS"]
 
 #: A "same" convolution of an image of at most this many pixels runs as
 #: one matrix product (2x2 and 1x1 maps; at 4x4 oneDNN is as fast).
@@ -102,14 +107,28 @@ def _like(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 _TAPS: dict = {}
 
 
-def _taps(h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    key = (h, w, str(device))
+def _taps(h: int, w: int, kh: int, kw: int, device,
+          dtype) -> torch.Tensor:
+    """The 0/1 matrix that spreads a (kh*kw)-tap kernel over the
+    (input pixel, output pixel) pairs of an h x w image: row
+    ``((a*w + b)*h + i)*w + j`` (input pixel (a, b), output pixel
+    (i, j)) has its 1 at the tap joining them, none where no tap
+    does. A matrix product, not indexing, so its backward is one
+    too."""
+    key = (h, w, kh, kw, str(device), dtype)
     if key not in _TAPS:
-        a, b = torch.arange(h), torch.arange(w)
-        # input row a, output row i: kernel row a - i + pad, shifted by
-        # h - 1 into the kernel padded with h - 1 zero rows each side
-        _TAPS[key] = ((a[:, None] - a[None, :] + h - 1).to(device),
-                      (b[:, None] - b[None, :] + w - 1).to(device))
+        a, i = torch.arange(h), torch.arange(h)
+        b, j = torch.arange(w), torch.arange(w)
+        # input row a, output row i: kernel row a - i + kh // 2
+        r = (a[:, None] - i[None, :] + kh // 2)  # (a, i)
+        q = (b[:, None] - j[None, :] + kw // 2)  # (b, j)
+        r = r[:, None, :, None].expand(h, w, h, w)
+        q = q[None, :, None, :].expand(h, w, h, w)
+        ok = (r >= 0) & (r < kh) & (q >= 0) & (q < kw)
+        S = torch.zeros(h * w * h * w, kh * kw)
+        rows = torch.arange(h * w * h * w)[ok.reshape(-1)]
+        S[rows, (r * kw + q)[ok]] = 1.0
+        _TAPS[key] = S.to(device=device, dtype=dtype)
     return _TAPS[key]
 
 
@@ -122,13 +141,9 @@ def small_conv2d(x: torch.Tensor, weight: torch.Tensor,
     images only: the matrix has (H*W)^2 blocks."""
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
-    ka, kb = _taps(h, w, x.device)
-    # pad the kernel to 2h - 1 rows and 2w - 1 columns around its centre
-    # (a negative pad crops a kernel larger than that)
-    pad_h, pad_w = h - 1 - kh // 2, w - 1 - kw // 2
-    wp = F.pad(weight, (pad_w, pad_w, pad_h, pad_h))
-    wp = wp.permute(2, 3, 1, 0)  # (rows, cols, C_in, C_out)
-    big = wp[ka[:, None, :, None], kb[None, :, None, :]]  # a, b, i, j, C, O
+    S = _taps(h, w, kh, kw, weight.device, weight.dtype)
+    taps = weight.permute(2, 3, 1, 0).reshape(kh * kw, c * o)
+    big = (S @ taps).view(h, w, h, w, c, o)  # a, b, i, j, C, O
     big = big.permute(0, 1, 4, 2, 3, 5).reshape(h * w * c, h * w * o)
     xs = x.permute(0, 2, 3, 1).reshape(n, h * w * c)
     out = (xs @ big if bias is None
@@ -199,11 +214,87 @@ def transition(blk: nn.Module, X: torch.Tensor) -> torch.Tensor | None:
     return conv2d(conv, pool(torch.relu_(blk[0](X))))
 
 
+def _max_pool(pool: nn.Module) -> bool:
+    return (_is(pool, nn.MaxPool2d) and not pool.return_indices)
+
+
+def _batch_norm(bn: nn.Module) -> bool:
+    return (_is(bn, nn.BatchNorm2d) and bn.affine
+            and bn.track_running_stats)
+
+
+class _BNReLUMaxPool(torch.autograd.Function):
+    """``max_pool(relu(batch_norm(Z)))`` with the pooling first; see
+    :func:`bn_relu_max_pool`. The backward scatters the pooled
+    gradient to the maxima and runs BatchNorm's own backward."""
+
+    @staticmethod
+    def forward(ctx, Z, weight, bias, bn, pool):
+        if bn.training:
+            bn.num_batches_tracked.add_(1)
+            m = (1.0 / float(bn.num_batches_tracked)
+                 if bn.momentum is None else bn.momentum)
+            mean, var = torch.batch_norm_update_stats(
+                Z, bn.running_mean, bn.running_var, m)
+        else:
+            mean, var = bn.running_mean, bn.running_var
+        invstd = torch.rsqrt(var + bn.eps)
+        a = weight * invstd
+        c = bias - mean * a
+        flip = torch.where(weight < 0, -1.0, 1.0).to(Z.dtype)
+        flipped = bool((weight < 0).any())
+        Zs = Z * flip.view(1, -1, 1, 1) if flipped else Z
+        P, idx = torch.ops.aten.max_pool2d_with_indices(
+            Zs, pool.kernel_size, pool.stride, pool.padding,
+            pool.dilation, pool.ceil_mode)
+        shape = (1, -1, 1, 1)
+        # in the parameters' precision (float32 under bf16 autocast, as
+        # BatchNorm computes), rounded to Z's once
+        Y = torch.relu_(torch.addcmul(
+            c.view(shape), P, (a * flip).view(shape))).to(Z.dtype)
+        ctx.save_for_backward(Z, weight, Y, idx, mean, invstd,
+                              bn.running_mean, bn.running_var)
+        ctx.config = (bn.training, bn.eps, pool.kernel_size, pool.stride,
+                      pool.padding, pool.dilation, pool.ceil_mode)
+        return Y
+
+    @staticmethod
+    def backward(ctx, gY):
+        Z, weight, Y, idx, mean, invstd, rm, rv = ctx.saved_tensors
+        training, eps, *pooling = ctx.config
+        gP = torch.ops.aten.threshold_backward(gY, Y, 0)
+        G = torch.ops.aten.max_pool2d_with_indices_backward(
+            gP, Z, *pooling, idx)
+        dZ, dw, db = torch.ops.aten.native_batch_norm_backward(
+            G, Z, weight, rm, rv, mean if training else None,
+            invstd if training else None, training, eps,
+            [ctx.needs_input_grad[0], ctx.needs_input_grad[1],
+             ctx.needs_input_grad[2]])
+        return dZ, dw, db, None, None
+
+
+def bn_relu_max_pool(bn: nn.BatchNorm2d, pool: nn.MaxPool2d,
+                     Z: torch.Tensor) -> torch.Tensor:
+    """``pool(relu(bn(Z)))`` with the pooling first. A BatchNorm is a
+    per-channel affine map ``a * z + c``; where ``a > 0`` it is
+    increasing, so it (and the ReLU) commute with max pooling, and
+    where ``a < 0`` max pooling of ``a * z`` is ``|a|`` times max
+    pooling of ``-z``. The statistics (and the running-statistics
+    update) still come from all of ``Z``, and the backward is
+    BatchNorm's own on the scattered gradient; the normalisation, the
+    ReLU and its backward see the pooled pixels only (a quarter)."""
+    return _BNReLUMaxPool.apply(Z, bn.weight, bn.bias, bn, pool)
+
+
 def stem(blk: nn.Module, X: torch.Tensor) -> torch.Tensor | None:
-    """The stem (Conv2d, BatchNorm, ReLU, MaxPool2d) with the ReLU in
-    place; None if ``blk`` is not one or has hooks."""
+    """The stem (Conv2d, BatchNorm, ReLU, MaxPool2d) with the max
+    pooling before the normalisation (:func:`bn_relu_max_pool`); None
+    if ``blk`` is not one or has hooks."""
     if not (isinstance(blk, nn.Sequential) and len(blk) == 4
             and isinstance(blk[1], _BatchNorm) and _is(blk[2], nn.ReLU)) \
             or hooked(blk):
         return None
-    return blk[3](torch.relu_(blk[1](blk[0](X))))
+    Z = blk[0](X)
+    if _batch_norm(blk[1]) and _max_pool(blk[3]) and Z.dim() == 4:
+        return bn_relu_max_pool(blk[1], blk[3], Z)
+    return blk[3](torch.relu_(blk[1](Z)))

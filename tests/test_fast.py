@@ -62,6 +62,77 @@ def test_pointwise_conv_is_the_convolution(bias, channels_last):
         torch.testing.assert_close(a, e)
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("training,momentum", [
+    (True, 0.1), (True, None), (False, 0.1)])
+@pytest.mark.parametrize("negative", [False, True])
+def test_stem_pools_first_like_the_plain_stem(negative, training, momentum,
+                                              channels_last):
+    """The stem with max pooling before the normalisation: the same
+    output, gradients (input, conv, BatchNorm scale and shift) and
+    running statistics as conv -> BatchNorm -> ReLU -> max pool, also
+    where some BatchNorm scales are negative (pooling their channels'
+    minimum), with a cumulative average (momentum None) and in eval
+    mode."""
+    g = torch.Generator().manual_seed(3)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    torch.manual_seed(0)
+    plain = nn.Sequential(
+        nn.Conv2d(2, 6, kernel_size=7, stride=2, padding=3),
+        nn.BatchNorm2d(6, momentum=momentum), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    with torch.no_grad():
+        plain[1].weight.copy_(torch.tensor(
+            [1.5, -0.7, 0.3, -2.0, 1.0, 0.8] if negative
+            else [1.5, 0.7, 0.3, 2.0, 1.0, 0.8]))
+        plain[1].bias.copy_(torch.randn(6, generator=g))
+        plain[1].running_mean.copy_(torch.randn(6, generator=g))
+        plain[1].running_var.copy_(torch.rand(6, generator=g) + 0.5)
+    plain = plain.to(memory_format=fmt).train(training)
+    quick = copy.deepcopy(plain)
+    X = torch.randn(4, 2, 20, 18, generator=g).contiguous(
+        memory_format=fmt).requires_grad_()
+    Y = plain(X)
+    with fast_paths():
+        Yf = fast.stem(quick, X)
+    assert Yf is not None
+    torch.testing.assert_close(Yf, Y)
+    G = torch.randn(Y.shape, generator=g)
+    expected = _grads(Y, [X, *plain.parameters()], G)
+    actual = _grads(Yf, [X, *quick.parameters()], G)
+    for a, e in zip(actual, expected, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-5)
+    for (name, b), c in zip(plain.named_buffers(), quick.buffers(),
+                            strict=True):
+        torch.testing.assert_close(c, b, msg=name)
+
+
+def test_stem_pools_first_under_bf16_autocast():
+    """Under bf16 autocast (the CPU recipe where oneDNN has bf16) the
+    pooled-first stem gives the plain stem's bf16 output within bf16's
+    rounding, and gradients as close to float64's as the plain bf16
+    ones (the conv bias's is rounding noise in both)."""
+    torch.manual_seed(0)
+    plain = dd.densenet().b1
+    quick, exact = copy.deepcopy(plain), copy.deepcopy(plain).double()
+    X = torch.rand(4, 1, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        Y = plain(X)
+        with fast_paths():
+            Yf = fast.stem(quick, X)
+    assert Yf.dtype == Y.dtype == torch.bfloat16
+    torch.testing.assert_close(Yf, Y, rtol=2e-2, atol=2e-2)
+    G = torch.randn(Y.shape)
+    Ye = exact(X.double())
+    grads = [_grads(out, list(net.parameters()), G.to(out.dtype))
+             for out, net in ((Yf, quick), (Y, plain), (Ye, exact))]
+    scale = max(float(g.norm()) for g in grads[2])
+    for a, p, e in zip(*grads, strict=True):
+        error = float((a.double() - e).norm())
+        plain_error = float((p.double() - e).norm())
+        assert error <= 3 * plain_error + 1e-3 * scale, (error, plain_error)
+
+
 class _Spy:
     """Counts the calls of fast.small_conv2d and fast.pointwise_conv2d."""
 

@@ -160,6 +160,54 @@ def test_held_class_skipped_where_the_cpu_is_of_that_class(monkeypatch):
     assert run_all.held_class_skip("speed") is None
 
 
+def test_fast_path_ablation_turns_each_path_off(monkeypatch):
+    """The speed benchmark's "fast paths, one at a time" table: each
+    patch it applies does turn its path off (the path's function is no
+    longer called; it is called with every path on), and the model
+    still computes the same output."""
+    from unittest import mock
+
+    import torch
+
+    import d2l_densenet as dd
+    from d2l_densenet import fast
+    bench = _load("bench_speed")
+    marker = {"_max_pool": "bn_relu_max_pool",
+              "transition": "pointwise_conv2d",
+              "SMALL_PIXELS": "small_conv2d",
+              "POINTWISE_PIXELS": "pointwise_conv2d"}
+    assert {attr for _, attr, _ in bench.FAST_PIECES} == set(marker)
+    calls = dict.fromkeys(marker.values(), 0)
+    for name in calls:
+        real = getattr(fast, name)
+
+        def spy(*args, real=real, name=name):
+            calls[name] += 1
+            return real(*args)
+        monkeypatch.setattr(fast, name, spy)
+    torch.manual_seed(0)
+    net = dd.densenet().to(memory_format=torch.channels_last)
+    X = torch.rand(4, 1, 32, 32).contiguous(
+        memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = net(X)
+
+    def forward():
+        calls.update(dict.fromkeys(calls, 0))
+        with torch.no_grad(), fast.fast_paths():
+            torch.testing.assert_close(net(X), expected)
+        return dict(calls)
+    on = forward()
+    for label, attr, off in bench.FAST_PIECES:
+        assert on[marker[attr]] > 0, label
+        with mock.patch.object(fast, attr, off):
+            assert forward()[marker[attr]] == 0, label
+
+
+def bench_pieces():
+    return _load("bench_speed").FAST_PIECES
+
+
 @pytest.mark.slow
 def test_reduced_speed_benchmark_on_both_classes(tmp_path, capsys):
     """The real speed benchmark, shrunk to seconds: both CPU classes
@@ -193,6 +241,11 @@ def test_reduced_speed_benchmark_on_both_classes(tmp_path, capsys):
         assert labels[:3] == ["book layout: NCHW, fp32",
                               "channels-last, fp32",
                               "channels-last + fast paths, fp32"]
+        fast_rows = [row["variant"] for row in r["fast_steps"]["rows"]]
+        assert len(fast_rows) == 2 + len(bench_pieces())
+        assert fast_rows[0] == "all fast paths"
+        assert all(row["ms_per_step"] > 0
+                   for row in r["fast_steps"]["rows"])
     assert not any("bf16" in row["variant"]
                    for row in held["steps"]["rows"])
     text = capsys.readouterr().out
