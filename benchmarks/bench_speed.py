@@ -50,6 +50,7 @@ import argparse
 import collections
 import contextlib
 import copy
+import functools
 import inspect
 import io
 import json
@@ -333,6 +334,32 @@ class OpFlops(TorchDispatchMode):
         return out
 
 
+def recipe_step(args, device: torch.device, options: dict, fast: bool):
+    """One training step (forward, loss, backward, SGD) of the chapter's
+    DenseNet on a fixed random batch, in the recipe's layout and
+    precision, with or without the fast paths, as a closure."""
+    torch.manual_seed(args.seed)
+    fmt = (torch.channels_last if options["channels_last"]
+           else torch.contiguous_format)
+    net = models.densenet().to(device, memory_format=fmt)
+    g = torch.Generator().manual_seed(args.seed)
+    X = torch.rand(args.batch_size, 1, args.resize, args.resize,
+                   generator=g).to(device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=args.lr)
+    amp_ = options["amp"]
+
+    def step(fast=fast):
+        opt.zero_grad()
+        with fast_paths(fast), torch.autocast(
+                device.type, dtype=AMP_DTYPES.get(amp_),
+                enabled=amp_ is not None):
+            loss = nn.functional.cross_entropy(net(X), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
 def op_profile(args, device: torch.device, options: dict, steps: int = 3,
                top: int = 12) -> dict:
     """Self time by operator over ``steps`` training steps of our
@@ -341,27 +368,8 @@ def op_profile(args, device: torch.device, options: dict, steps: int = 3,
     matrix products, counted with the convolutions ("conv work")."""
     from torch.profiler import ProfilerActivity, profile
 
-    torch.manual_seed(args.seed)
-    net = models.densenet().to(device)
-    X = torch.rand(args.batch_size, 1, args.resize, args.resize,
-                   device=device)
-    y = torch.randint(0, 10, (args.batch_size,), device=device)
-    if options["channels_last"]:
-        net = net.to(memory_format=torch.channels_last)
-        X = X.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(net.parameters(), lr=args.lr)
-    amp = options["amp"]
     fast = options.get("fast", False)
-
-    def step():
-        opt.zero_grad()
-        with fast_paths(fast), torch.autocast(
-                device.type, dtype=AMP_DTYPES.get(amp),
-                enabled=amp is not None):
-            loss = nn.functional.cross_entropy(net(X), y)
-        loss.backward()
-        opt.step()
-
+    step = recipe_step(args, device, options, fast)
     step()
     _sync(device)
     acts = [ProfilerActivity.CPU]
@@ -462,6 +470,27 @@ def host_read_cost(batch_size: int, num_classes: int = 10,
     return (time.perf_counter() - start) / repeats
 
 
+def alternate(runs: dict, rounds: int, steps: int,
+              device: torch.device) -> dict:
+    """Seconds per call of each function in ``runs``, ``steps`` calls a
+    round, ``rounds`` rounds in alternating order (reversed every other
+    round); a line of milliseconds per round."""
+    times = {label: [] for label in runs}
+    for k in range(rounds):
+        order = list(runs) if k % 2 == 0 else list(runs)[::-1]
+        for label in order:
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                runs[label]()
+            _sync(device)
+            times[label].append((time.perf_counter() - start) / steps)
+        print(f"  step round {k + 1}/{rounds}: " + ", ".join(
+            f"{times[label][-1] * 1e3:.0f}" for label in runs)
+            + " ms", flush=True)
+    return times
+
+
 def step_times(args, device: torch.device, variants: list[tuple],
                rounds: int, steps: int) -> dict:
     """Milliseconds per training step (forward, loss, backward, SGD) of
@@ -498,19 +527,7 @@ def step_times(args, device: torch.device, variants: list[tuple],
             compile_s[label] = time.perf_counter() - start
         step()
         runs[label] = step
-    times = {label: [] for label in runs}
-    for k in range(rounds):
-        order = list(runs) if k % 2 == 0 else list(runs)[::-1]
-        for label in order:
-            _sync(device)
-            start = time.perf_counter()
-            for _ in range(steps):
-                runs[label]()
-            _sync(device)
-            times[label].append((time.perf_counter() - start) / steps)
-        print(f"  step round {k + 1}/{rounds}: " + ", ".join(
-            f"{times[label][-1] * 1e3:.0f}" for label in runs)
-            + " ms", flush=True)
+    times = alternate(runs, rounds, steps, device)
     med = {label: sorted(t)[len(t) // 2] for label, t in times.items()}
     first = next(iter(med))
     rows = [dict(variant=label, ms_per_step=med[label] * 1e3,
@@ -542,26 +559,7 @@ def fast_step_ablation(args, device: torch.device, options: dict,
     precision) with every fast path on, and with each one turned off
     alone, alternating; the median round counts. What each path saves
     is measured here, on this CPU class, not assumed."""
-    torch.manual_seed(args.seed)
-    fmt = (torch.channels_last if options["channels_last"]
-           else torch.contiguous_format)
-    net = models.densenet().to(device, memory_format=fmt)
-    g = torch.Generator().manual_seed(args.seed)
-    X = torch.rand(args.batch_size, 1, args.resize, args.resize,
-                   generator=g).to(device).contiguous(memory_format=fmt)
-    y = torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=args.lr / 100)
-    amp_ = options["amp"]
-
-    def step():
-        opt.zero_grad()
-        with fast_paths(True), torch.autocast(
-                device.type, dtype=AMP_DTYPES.get(amp_),
-                enabled=amp_ is not None):
-            loss = nn.functional.cross_entropy(net(X), y)
-        loss.backward()
-        opt.step()
-
+    step = recipe_step(args, device, options, True)
     variants = {"all fast paths": None}
     variants.update({f"without: {label}": (attr, off)
                      for label, attr, off in FAST_PIECES})
@@ -571,30 +569,23 @@ def fast_step_ablation(args, device: torch.device, options: dict,
         if v is None:
             step()
         elif v == "none":
-            with fast_paths(False):
-                step()
+            step(fast=False)
         else:
             with mock.patch.object(fast_module, *v):
                 step()
     for v in variants.values():
         run(v)
         run(v)
-    times = {label: [] for label in variants}
-    for k in range(rounds):
-        order = list(variants) if k % 2 == 0 else list(variants)[::-1]
-        for label in order:
-            _sync(device)
-            start = time.perf_counter()
-            for _ in range(steps):
-                run(variants[label])
-            _sync(device)
-            times[label].append((time.perf_counter() - start) / steps)
+    times = alternate({label: functools.partial(run, v)
+                       for label, v in variants.items()},
+                      rounds, steps, device)
     med = {label: sorted(t)[len(t) // 2] * 1e3 for label, t in times.items()}
     base = med["all fast paths"]
     rows = [dict(variant=label, ms_per_step=ms, vs_all=ms / base)
             for label, ms in med.items()]
     return dict(rows=rows, rounds=rounds, steps=steps,
-                amp=amp_ or "fp32", channels_last=options["channels_last"])
+                amp=options["amp"] or "fp32",
+                channels_last=options["channels_last"])
 
 
 def print_fast_steps(res: dict, where: str) -> None:
