@@ -544,8 +544,6 @@ def step_times(args, device: torch.device, variants: list[tuple],
 #: Each fast path (``fast.py``) and how to turn it off alone: the
 #: attribute of ``fast`` to patch and the value that disables it.
 FAST_PIECES = (
-    ("stem max-pools before it normalises", "_max_pool",
-     lambda pool: False),
     ("transitions pool before the 1x1 conv", "transition",
      lambda blk, X: None),
     ("2x2 and 1x1 convs as one matrix product", "SMALL_PIXELS", 0),

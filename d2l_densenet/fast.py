@@ -19,11 +19,7 @@ and evaluates), on CPU tensors:
   before the convolution: both are linear and act on different axes, so
   they commute exactly (``pool(conv(z)) == conv(pool(z))``, the bias
   included), and the convolution sees a quarter of the pixels;
-* the stem (conv, BatchNorm, ReLU, 3x3 max pooling) max-pools before
-  it normalises (:func:`bn_relu_max_pool`): BatchNorm is a per-channel
-  monotone map, so it commutes with max pooling (a channel with a
-  negative scale pools its minimum); the statistics still come from
-  all pixels, the normalisation and ReLU see a quarter of them.
+* the stem's ReLU runs in place.
 
 Nothing changes in the model: the same modules, parameters, buffers
 (BatchNorm statistics are updated as before) and names, so checkpoints
@@ -47,8 +43,7 @@ from torch.nn.modules import module as _module
 from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = ["fast_paths", "fast_paths_enabled", "small_conv2d",
-           "pointwise_conv2d", "conv2d", "bn_relu_max_pool", "SMALL_PIXELS",
-           "POINTWISE_PIXELS"]
+           "pointwise_conv2d", "conv2d", "SMALL_PIXELS", "POINTWISE_PIXELS"]
 
 #: A "same" convolution of an image of at most this many pixels runs as
 #: one matrix product (2x2 and 1x1 maps; at 4x4 oneDNN is as fast).
@@ -214,87 +209,11 @@ def transition(blk: nn.Module, X: torch.Tensor) -> torch.Tensor | None:
     return conv2d(conv, pool(torch.relu_(blk[0](X))))
 
 
-def _max_pool(pool: nn.Module) -> bool:
-    return (_is(pool, nn.MaxPool2d) and not pool.return_indices)
-
-
-def _batch_norm(bn: nn.Module) -> bool:
-    return (_is(bn, nn.BatchNorm2d) and bn.affine
-            and bn.track_running_stats)
-
-
-class _BNReLUMaxPool(torch.autograd.Function):
-    """``max_pool(relu(batch_norm(Z)))`` with the pooling first; see
-    :func:`bn_relu_max_pool`. The backward scatters the pooled
-    gradient to the maxima and runs BatchNorm's own backward."""
-
-    @staticmethod
-    def forward(ctx, Z, weight, bias, bn, pool):
-        if bn.training:
-            bn.num_batches_tracked.add_(1)
-            m = (1.0 / float(bn.num_batches_tracked)
-                 if bn.momentum is None else bn.momentum)
-            mean, var = torch.batch_norm_update_stats(
-                Z, bn.running_mean, bn.running_var, m)
-        else:
-            mean, var = bn.running_mean, bn.running_var
-        invstd = torch.rsqrt(var + bn.eps)
-        a = weight * invstd
-        c = bias - mean * a
-        flip = torch.where(weight < 0, -1.0, 1.0).to(Z.dtype)
-        flipped = bool((weight < 0).any())
-        Zs = Z * flip.view(1, -1, 1, 1) if flipped else Z
-        P, idx = torch.ops.aten.max_pool2d_with_indices(
-            Zs, pool.kernel_size, pool.stride, pool.padding,
-            pool.dilation, pool.ceil_mode)
-        shape = (1, -1, 1, 1)
-        # in the parameters' precision (float32 under bf16 autocast, as
-        # BatchNorm computes), rounded to Z's once
-        Y = torch.relu_(torch.addcmul(
-            c.view(shape), P, (a * flip).view(shape))).to(Z.dtype)
-        ctx.save_for_backward(Z, weight, Y, idx, mean, invstd,
-                              bn.running_mean, bn.running_var)
-        ctx.config = (bn.training, bn.eps, pool.kernel_size, pool.stride,
-                      pool.padding, pool.dilation, pool.ceil_mode)
-        return Y
-
-    @staticmethod
-    def backward(ctx, gY):
-        Z, weight, Y, idx, mean, invstd, rm, rv = ctx.saved_tensors
-        training, eps, *pooling = ctx.config
-        gP = torch.ops.aten.threshold_backward(gY, Y, 0)
-        G = torch.ops.aten.max_pool2d_with_indices_backward(
-            gP, Z, *pooling, idx)
-        dZ, dw, db = torch.ops.aten.native_batch_norm_backward(
-            G, Z, weight, rm, rv, mean if training else None,
-            invstd if training else None, training, eps,
-            [ctx.needs_input_grad[0], ctx.needs_input_grad[1],
-             ctx.needs_input_grad[2]])
-        return dZ, dw, db, None, None
-
-
-def bn_relu_max_pool(bn: nn.BatchNorm2d, pool: nn.MaxPool2d,
-                     Z: torch.Tensor) -> torch.Tensor:
-    """``pool(relu(bn(Z)))`` with the pooling first. A BatchNorm is a
-    per-channel affine map ``a * z + c``; where ``a > 0`` it is
-    increasing, so it (and the ReLU) commute with max pooling, and
-    where ``a < 0`` max pooling of ``a * z`` is ``|a|`` times max
-    pooling of ``-z``. The statistics (and the running-statistics
-    update) still come from all of ``Z``, and the backward is
-    BatchNorm's own on the scattered gradient; the normalisation, the
-    ReLU and its backward see the pooled pixels only (a quarter)."""
-    return _BNReLUMaxPool.apply(Z, bn.weight, bn.bias, bn, pool)
-
-
 def stem(blk: nn.Module, X: torch.Tensor) -> torch.Tensor | None:
-    """The stem (Conv2d, BatchNorm, ReLU, MaxPool2d) with the max
-    pooling before the normalisation (:func:`bn_relu_max_pool`); None
-    if ``blk`` is not one or has hooks."""
+    """The stem (Conv2d, BatchNorm, ReLU, MaxPool2d) with the ReLU in
+    place; None if ``blk`` is not one or has hooks."""
     if not (isinstance(blk, nn.Sequential) and len(blk) == 4
             and isinstance(blk[1], _BatchNorm) and _is(blk[2], nn.ReLU)) \
             or hooked(blk):
         return None
-    Z = blk[0](X)
-    if _batch_norm(blk[1]) and _max_pool(blk[3]) and Z.dim() == 4:
-        return bn_relu_max_pool(blk[1], blk[3], Z)
-    return blk[3](torch.relu_(blk[1](Z)))
+    return blk[3](torch.relu_(blk[1](blk[0](X))))

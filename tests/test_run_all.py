@@ -172,8 +172,7 @@ def test_fast_path_ablation_turns_each_path_off(monkeypatch):
     import d2l_densenet as dd
     from d2l_densenet import fast
     bench = _load("bench_speed")
-    marker = {"_max_pool": "bn_relu_max_pool",
-              "transition": "pointwise_conv2d",
+    marker = {"transition": "pointwise_conv2d",
               "SMALL_PIXELS": "small_conv2d",
               "POINTWISE_PIXELS": "pointwise_conv2d"}
     assert {attr for _, attr, _ in bench.FAST_PIECES} == set(marker)
