@@ -15,6 +15,9 @@ with the CPU held to the AVX2 class, as on most laptops):
   the loop's per-step host reads (``float(loss)``, ``accuracy``) cost;
   and why a pre-allocated feature buffer does not pay (BatchNorm on a
   slice of it against the ``torch.cat`` it would save);
+* the fast paths one at a time (on a CPU): the recipe's step with each
+  path in ``FAST_PIECES`` turned off alone, then all of them, so each
+  one is kept on a measurement in both classes;
 * matmul rate: a big ``torch.matmul`` in fp32 and bf16 (GFLOP/s), the
   yardstick for everything below;
 * FLOPs of one training image (forward + backward) from
@@ -23,8 +26,9 @@ with the CPU held to the AVX2 class, as on most laptops):
   (4 worker processes, PIL resize) vs our ``train_ch6`` with the tensor
   loader and the recipe's options (``settings.train_options``: bf16
   autocast where measured faster, channels-last, the cosine schedule
-  stepped per batch, the fast paths), same model, batch size, learning
-  rate, image size, epochs and seed. Two rates for each:
+  stepped per batch, the fast paths), same model, batch size, image
+  size, epochs and seed; the book's loop at the book's learning rate
+  (0.1) unless ``--lr`` sets both. Two rates for each:
   *step-only* (the book's own figure: its timer covers only the
   training step) and *wall-clock* (training examples / seconds of the
   whole call: data loading, steps, per-epoch test evaluation and
