@@ -1,4 +1,5 @@
 """The command line, ``python -m d2l_densenet``."""
+import os
 import re
 import subprocess
 import sys
@@ -444,10 +445,14 @@ def test_an_interrupt_while_training_exits_130_in_one_line(tmp_path):
 
     from _cli_runs import TINY, command, env
     folder = tmp_path / "ckpt"
+    # A shell that starts jobs in the background (`make test &`, nohup)
+    # hands them SIGINT ignored, and Python then keeps it ignored: the
+    # child gets Ctrl-C's default back, as in a terminal.
     child = subprocess.Popen(
         command(*TINY, "--epochs", "50", "--checkpoint-dir", folder),
         env=env(), text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE)
+        stderr=subprocess.PIPE, preexec_fn=(lambda: signal.signal(
+            signal.SIGINT, signal.SIG_DFL)) if os.name == "posix" else None)
     try:
         for line in child.stdout:       # "epoch 1/50" comes after its save
             if line.startswith("epoch 1/50"):
