@@ -474,6 +474,11 @@ def host_read_cost(batch_size: int, num_classes: int = 10,
     return (time.perf_counter() - start) / repeats
 
 
+def _medians(times: dict) -> dict:
+    """The median round of each label (the upper one of an even count)."""
+    return {label: sorted(t)[len(t) // 2] for label, t in times.items()}
+
+
 def alternate(runs: dict, rounds: int, steps: int,
               device: torch.device) -> dict:
     """Seconds per call of each function in ``runs``, ``steps`` calls a
@@ -532,7 +537,7 @@ def step_times(args, device: torch.device, variants: list[tuple],
         step()
         runs[label] = step
     times = alternate(runs, rounds, steps, device)
-    med = {label: sorted(t)[len(t) // 2] for label, t in times.items()}
+    med = _medians(times)
     first = next(iter(med))
     rows = [dict(variant=label, ms_per_step=med[label] * 1e3,
                  speedup_vs_book_layout=med[first] / med[label],
@@ -562,26 +567,19 @@ def fast_step_ablation(args, device: torch.device, options: dict,
     alone, alternating; the median round counts. What each path saves
     is measured here, on this CPU class, not assumed."""
     step = recipe_step(args, device, options, True)
-    variants = {"all fast paths": None}
-    variants.update({f"without: {label}": (attr, off)
-                     for label, attr, off in FAST_PIECES})
-    variants["no fast paths"] = "none"
 
-    def run(v):
-        if v is None:
+    def without(attr, off):
+        with mock.patch.object(fast_module, attr, off):
             step()
-        elif v == "none":
-            step(fast=False)
-        else:
-            with mock.patch.object(fast_module, *v):
-                step()
-    for v in variants.values():
-        run(v)
-        run(v)
-    times = alternate({label: functools.partial(run, v)
-                       for label, v in variants.items()},
-                      rounds, steps, device)
-    med = {label: sorted(t)[len(t) // 2] * 1e3 for label, t in times.items()}
+    variants = {"all fast paths": step}
+    variants.update({f"without: {label}": functools.partial(without, *piece)
+                     for label, *piece in FAST_PIECES})
+    variants["no fast paths"] = functools.partial(step, fast=False)
+    for run in variants.values():
+        run()
+        run()
+    times = alternate(variants, rounds, steps, device)
+    med = {label: ms * 1e3 for label, ms in _medians(times).items()}
     base = med["all fast paths"]
     rows = [dict(variant=label, ms_per_step=ms, vs_all=ms / base)
             for label, ms in med.items()]

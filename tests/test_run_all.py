@@ -203,10 +203,6 @@ def test_fast_path_ablation_turns_each_path_off(monkeypatch):
             assert forward()[marker[attr]] == 0, label
 
 
-def bench_pieces():
-    return _load("bench_speed").FAST_PIECES
-
-
 @pytest.mark.slow
 def test_reduced_speed_benchmark_on_both_classes(tmp_path, capsys):
     """The real speed benchmark, shrunk to seconds: both CPU classes
@@ -241,7 +237,7 @@ def test_reduced_speed_benchmark_on_both_classes(tmp_path, capsys):
                               "channels-last, fp32",
                               "channels-last + fast paths, fp32"]
         fast_rows = [row["variant"] for row in r["fast_steps"]["rows"]]
-        assert len(fast_rows) == 2 + len(bench_pieces())
+        assert len(fast_rows) == 2 + len(_load("bench_speed").FAST_PIECES)
         assert fast_rows[0] == "all fast paths"
         assert all(row["ms_per_step"] > 0
                    for row in r["fast_steps"]["rows"])
