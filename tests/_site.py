@@ -3,9 +3,12 @@ session in smoke mode, headless Chromium, a local HTTP server.
 
 The site is built into build/site-test/ (a `make site` in build/site/ is
 left alone) from the smoke-mode runs in build/run/smoke/: the notebook
-tests write them (tests/test_notebooks.py), so a notebook is executed
-here only when no test has run it from its current source. The tests
-using it are in one pytest-xdist group ("site"): one worker builds it.
+tests write them (tests/test_notebooks.py). The build first waits for
+the notebook tests of the same pytest session to end (conftest.py runs
+them first), so a notebook is executed here only when no test of this
+session runs it and no earlier run is fresh, or when its test failed.
+The tests using the site are in one pytest-xdist group ("site"): one
+worker builds it.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import http.server
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,42 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu",
                  "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 GROUP = pytest.mark.xdist_group("site")
+#: This pytest session's token (conftest.py sets it, the same in every
+#: pytest-xdist worker) and the smoke runs its notebook tests write.
+SESSION = {"token": "", "runs": []}
+#: How long the build waits for them at most, then executes what is
+#: missing itself.
+WAIT_S = 1800
+
+
+def smoke_run(path: Path) -> Path:
+    """Where the notebook test of ``path`` keeps its smoke-mode run."""
+    from run_notebooks import edition_of, run_dir
+
+    return run_dir("smoke", edition_of(path)) / path.name
+
+
+def _ended(run: Path) -> Path:
+    return run.with_name(run.name + ".ended")
+
+
+def mark_ended(run: Path) -> None:
+    """Say that this session's test of ``run`` has ended, passed or not."""
+    run.parent.mkdir(parents=True, exist_ok=True)
+    _ended(run).write_text(SESSION["token"], encoding="utf-8")
+
+
+def wait_for_notebook_tests() -> None:
+    """Until every notebook test of this session has ended (at most
+    ``WAIT_S`` seconds in all)."""
+    deadline = time.monotonic() + WAIT_S
+    for run in SESSION["runs"]:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if _ended(run).read_text(encoding="utf-8") \
+                        == SESSION["token"]:
+                    break
+            time.sleep(1)
 
 
 def _missing(what: str) -> None:
@@ -66,6 +106,7 @@ def built_site() -> dict:
     from run_notebooks import locked
 
     src = ROOT / "build" / "site-test-src"
+    wait_for_notebook_tests()
     with locked(SITE):
         laid = build_site.build("smoke", out=SITE, src=src)
     laid["dir"], laid["src"] = SITE, src

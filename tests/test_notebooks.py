@@ -9,14 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from _site import mark_ended, smoke_run
 from run_notebooks import (
-    edition_of,
     execute,
     is_fresh,
     last_pass,
     locked,
     record,
-    run_dir,
     run_info,
     save,
     series,
@@ -76,17 +75,20 @@ def test_core_path_then_going_deeper_collapsed(path: Path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_notebook_runs_twice_in_smoke_mode(path: Path):
-    target = run_dir("smoke", edition_of(path)) / path.name
-    with locked(target):
-        start = time.perf_counter()
-        nb = execute(path, "smoke", timeout=600, repeat=2)
-        seconds = time.perf_counter() - start
-        n = len(json.loads(path.read_text(encoding="utf-8"))["cells"])
-        assert len(nb.cells) == 2 * n
-        nb = last_pass(nb, 2)
-        record(nb, path, "smoke", seconds, repeat=2)
-        save(nb, target)
-    assert is_fresh(target, path, "smoke")
+    target = smoke_run(path)
+    try:
+        with locked(target):
+            start = time.perf_counter()
+            nb = execute(path, "smoke", timeout=600, repeat=2)
+            seconds = time.perf_counter() - start
+            n = len(json.loads(path.read_text(encoding="utf-8"))["cells"])
+            assert len(nb.cells) == 2 * n
+            nb = last_pass(nb, 2)
+            record(nb, path, "smoke", seconds, repeat=2)
+            save(nb, target)
+        assert is_fresh(target, path, "smoke")
+    finally:
+        mark_ended(target)  # the site build waits for this (_site.py)
 
 
 def test_kept_run_says_how_it_was_made(tmp_path):
@@ -126,3 +128,46 @@ def test_headlines_are_collected():
         text=f"noise\n{HEADLINE}test acc 0.9\n")]
     nb.cells = [cell, nbformat.v4.new_markdown_cell(f"{HEADLINE}no")]
     assert headlines(nb) == [f"{HEADLINE}test acc 0.9"]
+
+
+def test_the_notebook_runs_are_handed_out_first(request):
+    """conftest.py: pytest-xdist hands out the notebooks' smoke runs
+    first (07 first), then the classroom and site groups, so the site's
+    build finds their runs instead of executing the notebooks again."""
+    items = request.session.items
+    runs = [i for i, item in enumerate(items)
+            if item.originalname == "test_notebook_runs_twice_in_smoke_mode"]
+    if not runs:
+        pytest.skip("no notebook run in this session (-m 'not notebook')")
+    assert runs == list(range(len(runs))), "notebook runs are not first"
+    assert items[0].callspec.params["path"].name.startswith("07_")
+    site = [i for i, item in enumerate(items)
+            if "site" in [m.args[0]
+                          for m in item.iter_markers("xdist_group")]]
+    assert not site or min(site) > max(runs)
+    if hasattr(request.config.option, "loadscopereorder"):
+        assert request.config.option.loadscopereorder is False
+
+
+def test_the_site_build_waits_for_this_sessions_notebook_tests(
+        tmp_path, monkeypatch):
+    """It waits until each run's test has ended in this session (a mark
+    left by an earlier session does not count), and no longer."""
+    import threading
+
+    import _site
+    runs = [tmp_path / "a.ipynb", tmp_path / "b.ipynb"]
+    monkeypatch.setitem(_site.SESSION, "runs", runs)
+    monkeypatch.setitem(_site.SESSION, "token", "earlier")
+    _site.mark_ended(runs[0])
+    monkeypatch.setitem(_site.SESSION, "token", "now")
+    _site.mark_ended(runs[1])
+    threading.Timer(1.5, _site.mark_ended, [runs[0]]).start()
+    start = time.monotonic()
+    _site.wait_for_notebook_tests()
+    assert 1.4 < time.monotonic() - start < 10
+    monkeypatch.setattr(_site, "WAIT_S", 0.5)  # a test that never ends
+    monkeypatch.setitem(_site.SESSION, "runs", [tmp_path / "c.ipynb"])
+    start = time.monotonic()
+    _site.wait_for_notebook_tests()
+    assert time.monotonic() - start < 3
