@@ -350,15 +350,21 @@ def recipe_step(args, device: torch.device, options: dict, fast: bool):
     X = torch.rand(args.batch_size, 1, args.resize, args.resize,
                    generator=g).to(device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=args.lr)
-    amp_ = options["amp"]
+    return train_step(net, net, X, y, args.lr, options["amp"], fast)
+
+
+def train_step(model, net, X, y, lr: float, amp_: str | None, fast: bool):
+    """A closure: one SGD step of ``model`` (``net``, or ``net``
+    compiled) on ``(X, y)`` under ``amp_`` (None: fp32), with or without
+    the fast paths (``step(fast=...)`` overrides ``fast``)."""
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
 
     def step(fast=fast):
         opt.zero_grad()
         with fast_paths(fast), torch.autocast(
-                device.type, dtype=AMP_DTYPES.get(amp_),
+                X.device.type, dtype=AMP_DTYPES.get(amp_),
                 enabled=amp_ is not None):
-            loss = nn.functional.cross_entropy(net(X), y)
+            loss = nn.functional.cross_entropy(model(X), y)
         loss.backward()
         opt.step()
     return step
@@ -519,16 +525,7 @@ def step_times(args, device: torch.device, variants: list[tuple],
         net = copy.deepcopy(base).to(device, memory_format=fmt)
         model = torch.compile(net) if compiled else net
         X = X0.to(device).contiguous(memory_format=fmt)
-        opt = torch.optim.SGD(net.parameters(), lr=args.lr)
-
-        def step(model=model, X=X, opt=opt, fast=fast, amp_=amp_):
-            opt.zero_grad()
-            with fast_paths(fast), torch.autocast(
-                    device.type, dtype=AMP_DTYPES.get(amp_),
-                    enabled=amp_ is not None):
-                loss = nn.functional.cross_entropy(model(X), y)
-            loss.backward()
-            opt.step()
+        step = train_step(model, net, X, y, args.lr, amp_, fast)
         start = time.perf_counter()
         step()
         _sync(device)
