@@ -585,15 +585,20 @@ def fast_step_ablation(args, device: torch.device, options: dict,
                 channels_last=options["channels_last"])
 
 
+def _print_rows(rows: list, width: int, ratio: str, title: str) -> None:
+    """A step table: each variant, its ms/step and its ``ratio``."""
+    print(f"  {'variant':<{width}}{'ms/step':>9}{title:>{len(title) + 2}}")
+    for row in rows:
+        print(f"  {row['variant']:<{width}}{row['ms_per_step']:>9.1f}"
+              f"{row[ratio]:>{len(title) + 1}.2f}x")
+
+
 def print_fast_steps(res: dict, where: str) -> None:
     fs = res["fast_steps"]
     print(f"\nFast paths, one at a time ({where}, {fs['amp']}, "
           f"{'channels-last' if fs['channels_last'] else 'NCHW'}, median "
           f"of {fs['rounds']} alternating rounds of {fs['steps']} steps):")
-    print(f"  {'variant':<52}{'ms/step':>9}{'vs all on':>11}")
-    for row in fs["rows"]:
-        print(f"  {row['variant']:<52}{row['ms_per_step']:>9.1f}"
-              f"{row['vs_all']:>10.2f}x")
+    _print_rows(fs["rows"], 52, "vs_all", "vs all on")
     print("  (above 1.00x: turning that path off makes the step slower, "
           "so it pays)", flush=True)
 
@@ -641,10 +646,7 @@ def print_steps(res: dict, where: str) -> None:
     print(f"\nTraining step at batch {st['batch_size']}, "
           f"{st['resize']}x{st['resize']}, {where} (median of "
           f"{st['rounds']} alternating rounds of {st['steps']} steps):")
-    print(f"  {'variant':<46}{'ms/step':>9}{'vs book layout':>16}")
-    for row in st["rows"]:
-        print(f"  {row['variant']:<46}{row['ms_per_step']:>9.1f}"
-              f"{row['speedup_vs_book_layout']:>15.2f}x")
+    _print_rows(st["rows"], 46, "speedup_vs_book_layout", "vs book layout")
     for label, sec in st["compile_seconds"].items():
         print(f"  {label}: compiling took {sec:.1f} s (its first step)")
     print(f"  the loop's host reads per step (float(loss), accuracy): "

@@ -38,12 +38,19 @@ def pytest_configure_node(node):
     node.workerinput[TOKEN] = _site.SESSION["token"]
 
 
+def _notebook(item) -> Path | None:
+    """The notebook that ``item`` runs in smoke mode, else None."""
+    if getattr(item, "originalname", "") == NOTEBOOK_TEST:
+        return item.callspec.params["path"]
+    return None
+
+
 def _rank(item) -> tuple:
     """The notebooks' smoke runs first, the longest (07, several
     processes) first; then the classroom group; then the site group,
     whose build reuses those runs; then the rest, as collected."""
-    if getattr(item, "originalname", "") == NOTEBOOK_TEST:
-        return 0, -int(item.callspec.params["path"].name[:2])
+    if path := _notebook(item):
+        return 0, -int(path.name[:2])
     groups = [m.args[0] for m in item.iter_markers("xdist_group")]
     for rank, group in ((1, "classroom"), (2, "site")):
         if group in groups:
@@ -59,10 +66,8 @@ def pytest_collection_modifyitems(items):
 def pytest_collection_finish(session):
     """The smoke runs this session's notebook tests write: the site
     build waits for them (tests/_site.py)."""
-    _site.SESSION["runs"] = [
-        _site.smoke_run(item.callspec.params["path"])
-        for item in session.items
-        if getattr(item, "originalname", "") == NOTEBOOK_TEST]
+    _site.SESSION["runs"] = [_site.smoke_run(path) for path in
+                             map(_notebook, session.items) if path]
 
 
 @pytest.fixture(autouse=True)
